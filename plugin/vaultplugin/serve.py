@@ -1,0 +1,115 @@
+"""Run a backend as a Vault / OpenBao external plugin process (go-plugin protocol v5, automatic mTLS).
+
+Life of the process: check that Vault started us, make a certificate, serve gRPC on a private unix socket
+behind the TLS bridge, print the handshake line, then serve until the host asks us to stop, our parent
+dies, or Setup fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from vaultplugin import logs
+from vaultplugin.bridge import TlsServerBridge
+from vaultplugin.broker import GRPC_OPTIONS, Broker
+from vaultplugin.server import BackendFactory, PluginServer
+from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
+
+log = logging.getLogger(__name__)
+
+MAGIC_COOKIE_KEY = "VAULT_BACKEND_PLUGIN"
+MAGIC_COOKIE_VALUE = "6669da05-b1c8-4f49-97d9-c8e5bed98e20"
+CORE_PROTOCOL_VERSION = 1
+APP_PROTOCOL_VERSION = 5
+# Streams (broker, stdio) each hold a worker for the life of the process; leave plenty for requests.
+GRPC_WORKERS = 32
+_PARENT_POLL_SECONDS = 0.5
+
+
+class StartupError(Exception):
+    """The process was not started the way Vault starts plugins."""
+
+
+def _check_environment() -> str:
+    """Return the host's certificate PEM, or raise StartupError saying what is wrong."""
+    if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE_VALUE:
+        raise StartupError(
+            "This binary is a plugin for Vault / OpenBao. It is not meant to be run directly: "
+            "register it in the plugin catalog and enable it with 'bao secrets enable'."
+        )
+    offered = os.environ.get("PLUGIN_PROTOCOL_VERSIONS", "")
+    if str(APP_PROTOCOL_VERSION) not in [v.strip() for v in offered.split(",")]:
+        raise StartupError(
+            f"the host offers plugin protocol versions {offered!r}; this plugin speaks only version "
+            f"{APP_PROTOCOL_VERSION} (Vault / OpenBao 1.12 or later)"
+        )
+    host_cert = os.environ.get("PLUGIN_CLIENT_CERT", "")
+    if not host_cert:
+        raise StartupError("automatic mTLS is required but the host sent no PLUGIN_CLIENT_CERT")
+    return host_cert
+
+
+def _watch_parent(shutdown: threading.Event) -> None:
+    parent = os.getppid()
+    while not shutdown.wait(_PARENT_POLL_SECONDS):
+        if os.getppid() != parent:
+            log.warning("the Vault process that started this plugin is gone; exiting")
+            shutdown.set()
+
+
+def serve(factory: BackendFactory, version: str) -> None:
+    """Serve the backend made by `factory` until the host stops us; then exit the process."""
+    # Keep the real stdout for the handshake only; anything else printed goes to stderr instead.
+    handshake_fd = os.dup(1)
+    os.dup2(2, 1)
+    logs.configure()
+    try:
+        host_cert = _check_environment()
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+    started = time.monotonic()
+    private_dir = Path(tempfile.mkdtemp(prefix="vault-plugin-"))  # 0700: only this process uses its sockets
+    shutdown = threading.Event()
+    cert = generate_plugin_certificate()
+    broker = Broker(private_dir, client_context(cert, host_cert, private_dir))
+    plugin = PluginServer(factory, version, broker, shutdown)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=GRPC_OPTIONS)
+    for handler in plugin.handlers():
+        server.add_generic_rpc_handlers((handler,))
+    grpc_path = private_dir / "grpc.sock"
+    server.add_insecure_port(f"unix:{grpc_path}")
+    server.start()
+    tls_path = private_dir / "plugin.sock"
+    bridge = TlsServerBridge(str(tls_path), str(grpc_path), server_context(cert, host_cert, private_dir))
+
+    line = f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{tls_path}|grpc|{cert.handshake_b64}\n"
+    os.write(handshake_fd, line.encode())
+    log.debug("plugin serving", extra={"startup_ms": round((time.monotonic() - started) * 1000, 1)})
+
+    threading.Thread(target=_watch_parent, args=(shutdown,), name="parent-watch", daemon=True).start()
+    threading.Thread(
+        target=lambda: plugin.setup_failed.wait() and (time.sleep(1.0), shutdown.set()),
+        name="setup-failure-watch",
+        daemon=True,
+    ).start()
+
+    shutdown.wait()
+    server.stop(grace=1.0).wait(2.0)
+    bridge.close()
+    broker.close()
+    shutil.rmtree(private_dir, ignore_errors=True)
+    logging.shutdown()
+    os._exit(0)  # daemon threads blocked in socket calls must not delay the exit
