@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from typing import Any
@@ -39,7 +40,7 @@ class InMemoryStorage:
                 children.add(head + sep)
             return sorted(children)
 
-    def keys(self) -> list[str]:
+    def keys(self) -> builtins.list[str]:  # `list` here is the method above
         with self._lock:
             return sorted(self._data)
 
