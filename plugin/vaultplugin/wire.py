@@ -21,7 +21,7 @@ _NS = 1_000_000_000
 
 
 def seconds_to_ns(seconds: float) -> int:
-    return int(round(seconds * _NS))
+    return round(seconds * _NS)
 
 
 def ns_to_seconds(ns: int) -> float:
