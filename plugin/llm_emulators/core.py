@@ -1,0 +1,853 @@
+"""Shared plumbing for the provider emulators: key ledger, fault knobs, routing and a loopback HTTP server.
+
+Each provider module defines an :class:`Emulator` subclass with its own routes and error shapes. The whole API
+is :meth:`Emulator.handle`, a function from :class:`httpx.Request` to :class:`httpx.Response`; the real HTTP
+server (:meth:`Emulator.serve`) converts to and from httpx objects and calls the same function, so the
+in-process transport and the socket server share one code path.
+
+Control endpoints, served at the root of every emulator (no auth, loopback only):
+
+* ``GET /_emulator/state``: counts, live keys (without secrets), faults, page size, clock offset.
+* ``POST /_emulator/faults``: add faults. Body: one fault object, or
+  ``{"faults": [...], "replace": bool, "page_size": int | null, "revoke_admin_key": bool}``.
+  A fault object is ``{"kind", "op", "times", "retry_after", "status", "seconds"}``.
+* ``DELETE /_emulator/faults``: remove every fault.
+* ``POST /_emulator/reset``: forget every key, count and fault.
+* ``POST /_emulator/clock``: ``{"advance": seconds}`` moves the emulator clock forward (for expiry tests
+  over a real server).
+* ``POST /_emulator/seed``: ``{"name", "created_at"?, "expires_at"?}`` plants an orphan key; answers its
+  key id (never the secret).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Literal, cast, get_args
+
+import httpx
+
+__all__ = [
+    "Emulator",
+    "EmulatorServer",
+    "Fault",
+    "FaultKind",
+    "FaultSet",
+    "KeyRecord",
+    "LiveKey",
+    "Op",
+    "Request",
+    "Route",
+]
+
+Op = Literal["create", "delete", "list", "get", "update", "all"]
+OPS: tuple[str, ...] = get_args(Op)
+
+JSONDict = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------- faults
+
+
+class FaultKind(StrEnum):
+    RATE_LIMIT = "rate_limit"
+    SERVER_ERROR = "server_error"
+    LATENCY = "latency"
+    DROP_AFTER_CREATE = "drop_after_create"
+    REVOKE_ADMIN_KEY = "revoke_admin_key"
+
+
+@dataclass
+class Fault:
+    """One fault knob. ``times`` is how many matching admin calls it affects (``None``: every call, forever).
+
+    ``op`` scopes it to one operation (``create``/``delete``/``list``/``get``/``update``) or ``all``.
+    Faults apply to admin endpoints only, never to inference or the control endpoints.
+    """
+
+    kind: FaultKind
+    op: Op = "all"
+    times: int | None = 1
+    retry_after: float = 1.0
+    status: int = 500
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.kind = FaultKind(self.kind)
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        if self.times is not None and (
+            isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1
+        ):
+            raise ValueError("times must be a positive integer or None (forever)")
+        if self.kind is FaultKind.SERVER_ERROR and not 500 <= self.status <= 599:
+            raise ValueError("server_error status must be 5xx")
+        if self.retry_after < 0 or self.seconds < 0:
+            raise ValueError("retry_after and seconds must be >= 0")
+        if self.kind is FaultKind.DROP_AFTER_CREATE:
+            self.op = "create"
+
+    # Factories, so tests read like the brief: Fault.rate_limit(times=2, retry_after=3).
+    @classmethod
+    def rate_limit(cls, times: int | None = 1, retry_after: float = 1.0, op: Op = "all") -> Fault:
+        return cls(FaultKind.RATE_LIMIT, op=op, times=times, retry_after=retry_after)
+
+    @classmethod
+    def server_error(cls, times: int | None = 1, status: int = 500, op: Op = "all") -> Fault:
+        return cls(FaultKind.SERVER_ERROR, op=op, times=times, status=status)
+
+    @classmethod
+    def latency(cls, seconds: float, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.LATENCY, op=op, times=times, seconds=seconds)
+
+    @classmethod
+    def drop_after_create(cls, times: int | None = 1) -> Fault:
+        return cls(FaultKind.DROP_AFTER_CREATE, op="create", times=times)
+
+    @classmethod
+    def revoke_admin_key(cls, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.REVOKE_ADMIN_KEY, op=op, times=times)
+
+    def matches(self, kind: FaultKind, op: str) -> bool:
+        return self.kind is kind and self.op in ("all", op)
+
+    def to_json(self) -> JSONDict:
+        return {
+            "kind": self.kind.value,
+            "op": self.op,
+            "times": self.times,
+            "retry_after": self.retry_after,
+            "status": self.status,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Fault:
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        if "kind" not in data:
+            raise ValueError("a fault needs a 'kind'")
+        return cls(**data)
+
+
+class FaultSet:
+    """A thread-safe, ordered set of faults. Each matching admin call consumes one use of the first match."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def extend(self, faults: Iterable[Fault]) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def remove_kind(self, kind: FaultKind) -> None:
+        with self._lock:
+            self._faults = [f for f in self._faults if f.kind is not kind]
+
+    def __iter__(self) -> Iterator[Fault]:
+        with self._lock:
+            return iter(list(self._faults))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def take(self, kind: FaultKind, op: str) -> Fault | None:
+        """Consume one use of the first fault of ``kind`` that matches ``op``; None if there is none."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(kind, op):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    def take_each(self, kind: FaultKind, op: str) -> list[Fault]:
+        """Consume one use of every fault of ``kind`` that matches ``op`` (latencies add up)."""
+        with self._lock:
+            hits = [f for f in self._faults if f.matches(kind, op)]
+            for fault in hits:
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+            return hits
+
+    # Convenience adders.
+    def rate_limit(self, times: int | None = 1, retry_after: float = 1.0, op: Op = "all") -> Fault:
+        return self.add(Fault.rate_limit(times=times, retry_after=retry_after, op=op))
+
+    def server_error(self, times: int | None = 1, status: int = 500, op: Op = "all") -> Fault:
+        return self.add(Fault.server_error(times=times, status=status, op=op))
+
+    def latency(self, seconds: float, times: int | None = None, op: Op = "all") -> Fault:
+        return self.add(Fault.latency(seconds, times=times, op=op))
+
+    def drop_after_create(self, times: int | None = 1) -> Fault:
+        return self.add(Fault.drop_after_create(times=times))
+
+    def revoke_admin_key(self, times: int | None = None, op: Op = "all") -> Fault:
+        return self.add(Fault.revoke_admin_key(times=times, op=op))
+
+
+# --------------------------------------------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True)
+class LiveKey:
+    """A snapshot of one key that exists at the provider (not deleted). Secrets are kept out of repr."""
+
+    key_id: str
+    name: str
+    secret: str = field(repr=False)
+    created_at: float
+    expires_at: float | None
+    disabled: bool
+    expired: bool = False
+    project_id: str | None = None
+    limit: float | None = None
+    models: tuple[str, ...] = ()
+    max_budget: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    usage: float = 0.0
+
+    def to_json(self) -> JSONDict:
+        """A JSON view without the secret."""
+        data = dataclasses.asdict(self)
+        del data["secret"]
+        data["models"] = list(self.models)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+
+@dataclass
+class KeyRecord:
+    """The emulator's own mutable record of a key; providers keep their extra fields in ``extra``."""
+
+    key_id: str
+    name: str
+    secret: str = field(repr=False)
+    created_at: float
+    expires_at: float | None = None
+    disabled: bool = False
+    deleted_at: float | None = None
+    updated_at: float | None = None
+    project_id: str | None = None
+    limit: float | None = None
+    models: list[str] = field(default_factory=list)
+    max_budget: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    usage: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def expired_at(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def snapshot(self, now: float) -> LiveKey:
+        return LiveKey(
+            key_id=self.key_id,
+            name=self.name,
+            secret=self.secret,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            disabled=self.disabled,
+            expired=self.expired_at(now),
+            project_id=self.project_id,
+            limit=self.limit,
+            models=tuple(self.models),
+            max_budget=self.max_budget,
+            metadata=dict(self.metadata),
+            usage=self.usage,
+        )
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------- routing
+
+
+@dataclass
+class Request:
+    """What a route handler sees: the httpx request plus parsed pieces."""
+
+    raw: httpx.Request
+    method: str
+    path: str
+    params: dict[str, str]
+    token: str | None
+
+    @property
+    def query(self) -> httpx.QueryParams:
+        return self.raw.url.params
+
+    @property
+    def body(self) -> bytes:
+        return self.raw.content
+
+
+class BodyError(Exception):
+    """The request body is not a JSON object."""
+
+
+def json_object(req: Request) -> JSONDict:
+    """The body as a JSON object; raises :class:`BodyError` on anything else (empty body counts as {})."""
+    if not req.body.strip():
+        raise BodyError("empty body")
+    try:
+        data = json.loads(req.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BodyError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise BodyError("body is not a JSON object")
+    return cast(JSONDict, data)
+
+
+Handler = Callable[[Request], httpx.Response]
+RouteKind = Literal["admin", "inference"]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    op: str
+    handler: Handler
+    kind: RouteKind = "admin"
+
+
+class DroppedResponse(httpx.RemoteProtocolError):
+    """The emulator performed the request but "lost" the response (drop_after_create)."""
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=dict(headers or {}))
+
+
+def gateway_page(status: int) -> httpx.Response:
+    """What a CDN in front of a hosted API answers for 502: an HTML page, not the provider's JSON."""
+    title = f"{status} Bad Gateway"
+    html = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
+    return httpx.Response(status, text=html, headers={"Content-Type": "text/html"})
+
+
+def iso_z(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds and a Z suffix (OpenRouter style)."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def iso_offset(ts: float) -> str:
+    """Python's isoformat with +00:00 (LiteLLM style)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def retry_after_header(seconds: float) -> str:
+    """Retry-After as whole seconds (HTTP allows nothing finer), rounded up so clients never retry early."""
+    return str(max(0, math.ceil(seconds)))
+
+
+def random_token(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def random_id(nchars: int = 24) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(nchars))
+
+
+# --------------------------------------------------------------------------------------------------- emulator
+
+
+class Emulator:
+    """Base class: ledger, faults, control endpoints and the admin-call pipeline.
+
+    Subclasses set ``provider``, ``path_prefix``, ``DEFAULT_ADMIN_KEY`` and implement ``_routes`` plus the
+    error builders. The admin-call pipeline is: latency -> auth (with revoke_admin_key) -> rate_limit ->
+    server_error -> handler -> drop_after_create (only on a 2xx create).
+    """
+
+    provider: ClassVar[str] = ""
+    path_prefix: ClassVar[str] = ""
+    DEFAULT_ADMIN_KEY: ClassVar[str] = ""
+    # Largest page the provider serves; set_page_size() may lower it for tests.
+    MAX_PAGE_SIZE: ClassVar[int] = 100
+
+    def __init__(self, admin_key: str | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        self.admin_key = admin_key if admin_key is not None else self.DEFAULT_ADMIN_KEY
+        if not self.admin_key:
+            raise ValueError("admin_key must not be empty")
+        self._base_clock = clock
+        self._clock_offset = 0.0
+        self.faults = FaultSet()
+        # One lock for the ledger: the real server is threaded.
+        self._lock = threading.RLock()
+        self._records: dict[str, KeyRecord] = {}
+        self._by_digest: dict[str, str] = {}
+        self._deleted_ids: list[str] = []
+        self.create_count = 0
+        self.delete_count = 0
+        self.page_size_cap: int | None = None
+        # Cost charged to a key per successful chat completion (USD), for spend/limit checks.
+        self.cost_per_request = 0.001
+        self._routes: list[Route] = self._build_routes()
+
+    # ---- public Python API
+
+    @property
+    def base_path(self) -> str:
+        """An absolute in-process base URL: ``httpx.Client(transport=MockTransport(emu.handle), base_url=…)``.
+
+        The host is under ``.invalid`` (RFC 2606), so a client that forgets the mock transport cannot reach
+        anything real.
+        """
+        return f"http://{self.provider}.emulator.invalid{self.path_prefix}"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client wired to :meth:`handle` (no sockets)."""
+        return httpx.Client(transport=httpx.MockTransport(self.handle), base_url=self.base_path, **kwargs)
+
+    def now(self) -> float:
+        return self._base_clock() + self._clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move this emulator's clock forward (on top of the injected clock)."""
+        self._clock_offset += seconds
+
+    def set_faults(self, *faults: Fault) -> None:
+        """Replace every fault with these."""
+        self.faults.clear()
+        self.faults.extend(faults)
+
+    def revoke_admin_key(self) -> None:
+        """From now on every admin call gets 401 (until :meth:`restore_admin_key` or reset)."""
+        self.faults.revoke_admin_key()
+
+    def restore_admin_key(self) -> None:
+        self.faults.remove_kind(FaultKind.REVOKE_ADMIN_KEY)
+
+    def set_page_size(self, n: int | None) -> None:
+        """Lower the largest page the server returns (None restores the provider's own limits)."""
+        if n is not None and n < 1:
+            raise ValueError("page size must be >= 1")
+        self.page_size_cap = n
+
+    def live_keys(self) -> list[LiveKey]:
+        """Keys that exist at the provider (not deleted), in creation order. Expired keys are included."""
+        now = self.now()
+        with self._lock:
+            return [r.snapshot(now) for r in self._records.values() if not r.deleted]
+
+    def deleted_key_ids(self) -> list[str]:
+        """Key ids deleted through the API, in order."""
+        with self._lock:
+            return list(self._deleted_ids)
+
+    def find_key(self, key_id: str) -> LiveKey | None:
+        with self._lock:
+            rec = self._records.get(key_id)
+            return None if rec is None or rec.deleted else rec.snapshot(self.now())
+
+    def add_usage(self, key_id: str, usd: float) -> None:
+        """Charge spend to a key (for limit / budget tests)."""
+        with self._lock:
+            self._records[key_id].usage += usd
+
+    def seed_key(
+        self,
+        name: str = "orphan",
+        *,
+        created_at: float | None = None,
+        expires_at: float | None = None,
+        disabled: bool = False,
+        project_id: str | None = None,
+    ) -> LiveKey:
+        """Plant a key as if someone created it earlier (for sweep tests). Does not count as a create."""
+        with self._lock:
+            rec = self._new_record(name, created_at=self.now() if created_at is None else created_at)
+            rec.expires_at = expires_at
+            rec.disabled = disabled
+            self._seed_extras(rec, project_id)
+            self._store(rec)
+            return rec.snapshot(self.now())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._by_digest.clear()
+            self._deleted_ids.clear()
+            self.create_count = 0
+            self.delete_count = 0
+            self.page_size_cap = None
+            self._clock_offset = 0.0
+            self.faults.clear()
+            self._reset_provider()
+
+    def state(self) -> JSONDict:
+        with self._lock:
+            return {
+                "provider": self.provider,
+                "create_count": self.create_count,
+                "delete_count": self.delete_count,
+                "deleted_key_ids": list(self._deleted_ids),
+                "live_keys": [k.to_json() for k in self.live_keys()],
+                "faults": [f.to_json() for f in self.faults],
+                "page_size": self.page_size_cap,
+                "clock_offset": self._clock_offset,
+                "now": self.now(),
+                **self._provider_state(),
+            }
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+        """Start a threaded HTTP server on loopback; use as a context manager or call ``.stop()``."""
+        return EmulatorServer(self, host, port)
+
+    # ---- the whole API as a function
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/_emulator/") or path == "/_emulator":
+            return self._control(request)
+        matched_path = False
+        for route in self._routes:
+            m = route.pattern.fullmatch(path)
+            if m is None:
+                continue
+            matched_path = True
+            if route.method != request.method:
+                continue
+            req = Request(request, request.method, path, m.groupdict(), bearer_token(request))
+            if route.kind == "inference":
+                with self._lock:
+                    return route.handler(req)
+            return self._admin_call(route, req)
+        return self._not_found(request.method, path, method_mismatch=matched_path)
+
+    def _admin_call(self, route: Route, req: Request) -> httpx.Response:
+        op = route.op
+        delay = sum(f.seconds for f in self.faults.take_each(FaultKind.LATENCY, op))
+        if delay:
+            time.sleep(delay)
+        with self._lock:
+            denied = self._check_admin_auth(req, op)
+            if denied is not None:
+                return denied
+            if (rl := self.faults.take(FaultKind.RATE_LIMIT, op)) is not None:
+                resp = self._err_rate_limited(rl.retry_after)
+                resp.headers["Retry-After"] = retry_after_header(rl.retry_after)
+                return resp
+            if (se := self.faults.take(FaultKind.SERVER_ERROR, op)) is not None:
+                return self._err_server(se.status)
+            response = route.handler(req)
+            if op == "create" and 200 <= response.status_code < 300:
+                self.create_count += 1
+                if self.faults.take(FaultKind.DROP_AFTER_CREATE, op) is not None:
+                    raise DroppedResponse("Server disconnected without sending a response.", request=req.raw)
+            return response
+
+    def _check_admin_auth(self, req: Request, op: str) -> httpx.Response | None:
+        token = req.token
+        if not token:
+            return self._err_missing_auth()
+        if secrets.compare_digest(token.encode(), self.admin_key.encode()):
+            if self.faults.take(FaultKind.REVOKE_ADMIN_KEY, op) is not None:
+                return self._err_invalid_auth()
+            return None
+        if self._lookup_secret(token) is not None:
+            return self._err_issued_key_on_admin()
+        return self._err_invalid_auth()
+
+    def is_admin_token(self, token: str | None) -> bool:
+        return token is not None and secrets.compare_digest(token.encode(), self.admin_key.encode())
+
+    # ---- ledger helpers for subclasses (call with self._lock held)
+
+    def _store(self, rec: KeyRecord) -> None:
+        self._records[rec.key_id] = rec
+        self._by_digest[secret_digest(rec.secret)] = rec.key_id
+
+    def _lookup_secret(self, secret: str) -> KeyRecord | None:
+        """The record a secret belongs to, deleted ones included (callers decide what dead means)."""
+        key_id = self._by_digest.get(secret_digest(secret))
+        return None if key_id is None else self._records.get(key_id)
+
+    def _get_live(self, key_id: str) -> KeyRecord | None:
+        rec = self._records.get(key_id)
+        return None if rec is None or rec.deleted else rec
+
+    def _mark_deleted(self, rec: KeyRecord) -> None:
+        rec.deleted_at = self.now()
+        self._deleted_ids.append(rec.key_id)
+        self.delete_count += 1
+
+    def _records_in_order(self) -> list[KeyRecord]:
+        return list(self._records.values())
+
+    def _page_cap(self, n: int) -> int:
+        return n if self.page_size_cap is None else min(n, self.page_size_cap)
+
+    # ---- control endpoints
+
+    def _control(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.path.removeprefix("/_emulator").strip("/")
+        method = request.method
+        try:
+            if name == "state" and method == "GET":
+                return json_response(200, self.state())
+            if name == "faults" and method == "DELETE":
+                self.faults.clear()
+                return json_response(200, {"faults": []})
+            if name == "reset" and method == "POST":
+                self.reset()
+                return json_response(200, self.state())
+            body = _control_body(request)
+            if name == "faults" and method == "POST":
+                return self._control_faults(body)
+            if name == "clock" and method == "POST":
+                self.advance_clock(float(body.get("advance", 0)))
+                return json_response(200, {"now": self.now(), "clock_offset": self._clock_offset})
+            if name == "seed" and method == "POST":
+                key = self.seed_key(
+                    str(body.get("name", "orphan")),
+                    created_at=_opt_float(body.get("created_at")),
+                    expires_at=_opt_float(body.get("expires_at")),
+                    disabled=bool(body.get("disabled", False)),
+                    project_id=cast("str | None", body.get("project_id")),
+                )
+                return json_response(201, key.to_json())
+        except (ValueError, TypeError) as exc:
+            return json_response(400, {"error": f"bad control request: {exc}"})
+        return json_response(404, {"error": f"no control endpoint {method} /_emulator/{name}"})
+
+    def _control_faults(self, body: JSONDict) -> httpx.Response:
+        if "kind" in body:
+            faults = [Fault.from_json(body)]
+        else:
+            raw = body.get("faults", [])
+            if not isinstance(raw, list):
+                raise ValueError("'faults' must be a list")
+            faults = [Fault.from_json(f) for f in raw]
+        if body.get("revoke_admin_key"):
+            faults.append(Fault.revoke_admin_key())
+        if body.get("replace"):
+            self.faults.clear()
+        if "page_size" in body:
+            ps = body["page_size"]
+            self.set_page_size(None if ps is None else int(ps))
+        self.faults.extend(faults)
+        return json_response(
+            200, {"faults": [f.to_json() for f in self.faults], "page_size": self.page_size_cap}
+        )
+
+    # ---- to be provided by subclasses
+
+    def _build_routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def _new_record(self, name: str, *, created_at: float) -> KeyRecord:
+        raise NotImplementedError
+
+    def _seed_extras(self, rec: KeyRecord, project_id: str | None) -> None:
+        if project_id is not None:
+            raise ValueError(f"{self.provider} keys have no project")
+
+    def _reset_provider(self) -> None:
+        return None
+
+    def _provider_state(self) -> JSONDict:
+        return {}
+
+    def _err_missing_auth(self) -> httpx.Response:
+        raise NotImplementedError
+
+    def _err_invalid_auth(self) -> httpx.Response:
+        raise NotImplementedError
+
+    def _err_issued_key_on_admin(self) -> httpx.Response:
+        raise NotImplementedError
+
+    def _err_rate_limited(self, retry_after: float) -> httpx.Response:
+        raise NotImplementedError
+
+    def _err_server(self, status: int) -> httpx.Response:
+        raise NotImplementedError
+
+    def _not_found(self, method: str, path: str, *, method_mismatch: bool) -> httpx.Response:
+        raise NotImplementedError
+
+
+def bearer_token(request: httpx.Request) -> str | None:
+    value: str | None = request.headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _control_body(request: httpx.Request) -> JSONDict:
+    if not request.content.strip():
+        return {}
+    data = json.loads(request.content)
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    return cast(JSONDict, data)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def route(method: str, pattern: str, op: str, handler: Handler, kind: RouteKind = "admin") -> Route:
+    return Route(method, re.compile(pattern), op, handler, kind)
+
+
+# --------------------------------------------------------------------------------------------------- server
+
+
+_HOP_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK cost ~40 ms a call.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def _serve(self) -> None:
+        emulator = self.server.emulator
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            body = self.rfile.read(int(length)) if length else b""
+        url = f"http://127.0.0.1:{self.server.server_port}{self.path}"
+        request = httpx.Request(self.command, url, headers=list(self.headers.items()), content=body)
+        try:
+            response = emulator.handle(request)
+        except httpx.TransportError:
+            # The response is "lost": close the connection without a byte of answer.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        except Exception as exc:
+            # Never echo request data (it may hold keys); the exception type is enough.
+            response = json_response(500, {"error": {"message": f"emulator bug: {type(exc).__name__}"}})
+        content = response.read()
+        self.send_response(response.status_code)
+        for name, value in response.headers.multi_items():
+            if name.lower() not in _HOP_HEADERS:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(content)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Silent: request lines could carry key material in query strings.
+        return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout) leaves a broken pipe behind: expected, and nothing to print.
+        return
+
+
+class EmulatorServer:
+    """A running loopback server for one emulator. ``with emu.serve() as srv: srv.base_url``."""
+
+    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the emulators bind to 127.0.0.1 only")
+        self.emulator = emulator
+        self._server = _Server(("127.0.0.1", port), emulator)
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{emulator.provider}-emulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + self.emulator.path_prefix
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer({self.emulator.provider!r}, url={self.url!r})"
