@@ -1,0 +1,148 @@
+"""One exception hierarchy for every provider, so callers can tell the cases apart.
+
+    ProviderError                 anything a provider call raised (status: HTTP status or None)
+    ├── ProviderAuthError         401/403: the admin key is wrong, revoked or not an admin key — fix config
+    ├── ProviderRateLimited       429: `retry_after` seconds when the provider said so
+    ├── ProviderUnavailable       5xx, 408, timeouts, connection errors, deadline passed
+    ├── ProviderNotFound          404 that does not mean "already gone" (unknown project, wrong base URL)
+    ├── ProviderRejected          400/422 and other 4xx: the request was refused; provider's message included
+    ├── ProviderBadResponse       a 2xx whose body is not the documented shape
+    └── CreateOutcomeUnknown      a create may have reached the provider but no usable answer came back:
+                                  the key may exist and its secret is not in hand. Settle it by name
+                                  (`find_keys`), never by repeating the create.
+
+Messages name the provider and the operation and carry the provider's own message, truncated and
+scrubbed of key-shaped strings by `scrub()`: `str()` of these exceptions never holds a secret.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_DETAIL_CHARS = 200
+
+_REDACTED = "[redacted]"
+
+# (pattern, replacement) pairs applied in order.
+_SCRUB_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # "Bearer <token>" / "Basic <credentials>" anywhere.
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + _REDACTED),
+    # API keys: sk-…, sk-or-v1-…, sk-admin-…, sk-proj-…, sk-ant-…, rk-…, pk-…
+    (re.compile(r"\b(?:sk|rk|pk)[-_][A-Za-z0-9_\-\.]{4,}"), _REDACTED),
+    # Long hex (hashes, token ids) and long base64 / url-safe runs.
+    (re.compile(r"\b[0-9a-fA-F]{32,}\b"), _REDACTED),
+    (re.compile(r"[A-Za-z0-9+/_\-]{40,}={0,2}"), _REDACTED),
+    # key=value / "key": "value" pairs whose name says secret.
+    (
+        re.compile(
+            r"(?i)([\"']?\b(?:api[_-]?key|key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)"
+            r"[^\s\"',;}]+"
+        ),
+        r"\1" + _REDACTED,
+    ),
+)
+
+
+def scrub(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """Mask key-shaped strings in `text`, flatten whitespace and truncate to `limit` characters.
+
+    Masking runs before truncation, so a key cut in half by the limit is never half-shown.
+    """
+    out = text
+    for pattern, replacement in _SCRUB_RULES:
+        out = pattern.sub(replacement, out)
+    out = " ".join(out.split())
+    if len(out) > limit:
+        out = out[: max(limit - 1, 0)].rstrip() + "…"
+    return out
+
+
+class ProviderError(Exception):
+    """Base of every provider failure. `provider` names the provider; `status` is the HTTP status or None.
+
+    `api_error` is True when the body was the provider's own JSON error shape (so a 404 is the
+    provider saying "no such thing", not a proxy or a wrong base URL).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        status: int | None = None,
+        *,
+        api_error: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.message = message
+        self.status = status
+        self.api_error = api_error
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, status={self.status!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class ProviderAuthError(ProviderError):
+    """401/403: the admin key is wrong, revoked or lacks the right (e.g. not a management key)."""
+
+
+class ProviderRateLimited(ProviderError):
+    """429. `retry_after` is the provider's Retry-After in seconds, or None."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        status: int | None = 429,
+        *,
+        retry_after: float | None = None,
+        api_error: bool = False,
+    ) -> None:
+        super().__init__(provider, message, status, api_error=api_error)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, 408, timeouts, connection errors, or the deadline passed.
+
+    `sent` is False when the request provably never reached the provider (connect error,
+    deadline passed before sending), True when it may have.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        status: int | None = None,
+        *,
+        sent: bool = True,
+        api_error: bool = False,
+    ) -> None:
+        super().__init__(provider, message, status, api_error=api_error)
+        self.sent = sent
+
+
+class ProviderNotFound(ProviderError):
+    """404 where it does not mean "already gone" (unknown project, wrong base URL)."""
+
+
+class ProviderRejected(ProviderError):
+    """400/422 and other 4xx: the provider refused the request; its (scrubbed) message is included."""
+
+
+class ProviderBadResponse(ProviderError):
+    """A success status whose body is not the documented shape."""
+
+
+class CreateOutcomeUnknown(ProviderError):
+    """A create may have reached the provider but no usable answer came back.
+
+    The key may exist and its secret is not in hand: settle it with `find_keys(name)` and the WAL.
+    Never retried.
+    """
