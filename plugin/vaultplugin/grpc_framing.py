@@ -1,11 +1,9 @@
-"""gRPC over HTTP/2, the parts both our server and our client need: message framing, statuses, h2 settings."""
+"""gRPC over HTTP/2, the parts both our server and our client need: message framing and statuses."""
 
 from __future__ import annotations
 
 import struct
 from enum import IntEnum
-
-import h2.config
 
 
 class Status(IntEnum):
@@ -45,16 +43,3 @@ class MessageReader:
     @property
     def pending(self) -> int:
         return len(self._buf)
-
-
-def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
-    # Header validation and normalisation cost more than the rest of a call; both peers are gRPC stacks
-    # on a private mutual-TLS connection, and h2 still enforces the framing rules.
-    return h2.config.H2Configuration(
-        client_side=client_side,
-        header_encoding=None,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-        validate_inbound_headers=False,
-        normalize_inbound_headers=False,
-    )

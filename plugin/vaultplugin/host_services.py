@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vaultplugin.framework.logical import StorageError
-from vaultplugin.h2_client import RpcError, UnaryClient
+from vaultplugin.grpc_client import RpcError, UnaryClient
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.wire import ns_to_seconds
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vaultplugin import logs
 from vaultplugin.broker import Broker
-from vaultplugin.h2_server import H2GrpcServer
+from vaultplugin.grpc_server import GrpcServer
 from vaultplugin.server import BackendFactory, PluginServer
 from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
 
@@ -91,7 +91,7 @@ def serve(factory: BackendFactory, version: str) -> None:
     plugin = PluginServer(factory, version, broker, shutdown)
 
     tls_path = private_dir / "plugin.sock"
-    server = H2GrpcServer(
+    server = GrpcServer(
         str(tls_path), server_context(cert, host_cert, private_dir), plugin.methods(), GRPC_WORKERS
     )
 

@@ -3,7 +3,7 @@
 The host (Vault) gives us its certificate in PLUGIN_CLIENT_CERT (ECDSA P-521, CN/SAN localhost). We make
 our own certificate, announce it in the handshake line, and both sides pin exactly those two certificates.
 grpcio's bundled BoringSSL cannot verify P-521 signatures, so TLS is done with the `ssl` module (OpenSSL)
-and gRPC is spoken over it with the `h2` library (h2_server.py, h2_client.py).
+and gRPC is spoken over it with this project's HTTP/2 layer (grpc_server.py, grpc_client.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""A gRPC server on HTTP/2 (the `h2` library) over the host's mutual-TLS connections.
+"""A gRPC server over HTTP/2 (http2.py) on the host's mutual-TLS connections.
 
 Why not grpcio's server: grpcio's TLS cannot verify the host's P-521 certificate, so it would need a
 TLS-to-plaintext bridge, and every call would then cross five threads (bridge, grpc core, dispatcher,
-worker, back). Here one reader thread per connection owns the TLS state (`ssl` memory BIOs) and the h2
-state machine; unary calls run on a worker pool and write their replies under the connection's lock.
-Long-lived streams (the broker's StartStream, StreamStdio) get threads of their own.
+worker, back). Here one reader thread per connection owns the TLS state (`ssl` memory BIOs) and the HTTP/2
+state; unary calls run on a worker pool (or inline when they never block) and write their replies under
+the connection's lock. Long-lived streams (the broker's StartStream, StreamStdio) get threads of their own.
 """
 
 from __future__ import annotations
@@ -23,20 +23,17 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-
-from vaultplugin.grpc_framing import MessageReader, Status, frame, h2_config
+from vaultplugin import http2
+from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.tls import ALPN_H2
 
 log = logging.getLogger(__name__)
 
 _RECV = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
-_WINDOW = 16 * 1024 * 1024  # generous receive window: requests are small, but never stall the host
 _FLOW_CONTROL_WAIT = 30.0
+_RESPONSE_HEADERS = http2.encode_headers([(b":status", b"200"), (b"content-type", b"application/grpc")])
+_OK_TRAILERS = http2.encode_headers([(b"grpc-status", b"0")])
 
 
 class Kind(Enum):
@@ -78,23 +75,30 @@ class _Stream:
         self.closed = False
 
 
+def _trailers(status: Status, message: str) -> bytes:
+    fields = [(b"grpc-status", str(int(status)).encode())]
+    if message:
+        fields.append((b"grpc-message", quote(message, safe=" ").encode()))
+    return http2.encode_headers(fields)
+
+
 class _Connection:
     """One TLS connection from the host, read by its own thread."""
 
-    def __init__(self, server: H2GrpcServer, raw: socket.socket, ctx: ssl.SSLContext) -> None:
+    def __init__(self, server: GrpcServer, raw: socket.socket, ctx: ssl.SSLContext) -> None:
         self._server = server
         self._raw = raw
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._h2 = h2.connection.H2Connection(h2_config(client_side=False))
-        # One lock for the h2 state, the TLS object and the socket's send side: OpenSSL objects must not
-        # be used from two threads at once, and records must leave in the order they were sealed.
+        self._h2 = http2.Connection(client_side=False)
+        # One lock for the HTTP/2 state, the TLS object and the socket's send side: OpenSSL objects must
+        # not be used from two threads at once, and records must leave in the order they were sealed.
         self._lock = threading.Condition()
         self._streams: dict[int, _Stream] = {}
         self._alive = True
 
-    # ---- TLS -----------------------------------------------------------------------------------------------
+    # ---- TLS ----------------------------------------------------------------------------------------------
 
     def _handshake(self) -> None:
         deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
@@ -123,22 +127,19 @@ class _Connection:
             self._raw.sendall(data)
 
     def _flush_locked(self) -> None:
-        """Seal whatever h2 has queued and send it. Caller holds the lock."""
-        data = self._h2.data_to_send()
+        """Seal whatever HTTP/2 has queued and send it. Caller holds the lock."""
+        data = self._h2.take_output()
         if data:
             self._tls.write(data)
         self._send_sealed()
 
-    # ---- reading -------------------------------------------------------------------------------------------
+    # ---- reading ------------------------------------------------------------------------------------------
 
     def serve(self) -> None:
         try:
             self._handshake()
             with self._lock:
-                self._h2.initiate_connection()
-                self._h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW})
-                self._h2.increment_flow_control_window(_WINDOW - 65535)
-                self._flush_locked()
+                self._flush_locked()  # our SETTINGS
             while True:
                 data = self._raw.recv(_RECV)
                 if not data:
@@ -147,17 +148,16 @@ class _Connection:
                 with self._lock:
                     self._incoming.write(data)
                     clear = self._read_clear()
-                    events = self._h2.receive_data(clear) if clear else []
+                    events = self._h2.receive(clear) if clear else []
                     for event in events:
                         self._on_event(event, ready)
                     self._flush_locked()
-                    if events:
-                        self._lock.notify_all()  # writers waiting for flow-control window
+                    self._lock.notify_all()  # writers waiting for flow-control window
                 for stream_id, stream, message in ready:
                     self._start_call(stream_id, stream, message)
-                if clear is None:
+                if clear is None or self._h2.closed:
                     return
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, h2.exceptions.ProtocolError) as exc:
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, http2.ProtocolError) as exc:
             # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
             log.debug("host connection closed: %s", exc)
         finally:
@@ -178,36 +178,43 @@ class _Connection:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _on_event(self, event: h2.events.Event, ready: list[tuple[int, _Stream, bytes]]) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            path = dict(event.headers).get(b":path", b"").decode("ascii", "replace")
+    def _on_event(self, event: tuple[Any, ...], ready: list[tuple[int, _Stream, bytes]]) -> None:
+        kind = event[0]
+        if kind == "headers":
+            _, stream_id, headers, end_stream = event
+            if stream_id in self._streams:
+                return  # trailers from the client: gRPC clients send none we need
+            path = next((v for k, v in headers if k == b":path"), b"").decode("ascii", "replace")
             method = self._server.methods.get(path)
             stream = _Stream(method)
-            self._streams[event.stream_id] = stream
+            self._streams[stream_id] = stream
+            self._h2.open_stream(stream_id)
             if method is None:
-                self._end_locked(
-                    event.stream_id, Status.UNIMPLEMENTED, f"unknown method {path}", headers_sent=False
-                )
+                self._end_locked(stream_id, Status.UNIMPLEMENTED, f"unknown method {path}")
             elif method.kind is Kind.BIDI_STREAM:
                 stream.requests = queue.SimpleQueue()
-                self._server.spawn(self._run_bidi, event.stream_id, stream)
-        elif isinstance(event, h2.events.DataReceived):
-            self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            stream_or_none = self._streams.get(event.stream_id)
-            if stream_or_none is not None and stream_or_none.method is not None:
-                for message in stream_or_none.reader.feed(event.data):
-                    if stream_or_none.requests is not None:
-                        stream_or_none.requests.put(message)
-                    elif stream_or_none.reader.pending == 0:
-                        ready.append((event.stream_id, stream_or_none, message))
-        elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
-            stream_or_none = self._streams.get(event.stream_id)
-            if stream_or_none is not None and stream_or_none.requests is not None:
+                self._server.spawn(self._run_bidi, stream_id, stream)
+                if end_stream:
+                    stream.requests.put(None)
+        elif kind == "data":
+            _, stream_id, payload, end_stream = event
+            stream_or_none = self._streams.get(stream_id)
+            if stream_or_none is None or stream_or_none.method is None:
+                return
+            for message in stream_or_none.reader.feed(payload):
+                if stream_or_none.requests is not None:
+                    stream_or_none.requests.put(message)
+                else:
+                    ready.append((stream_id, stream_or_none, message))
+            if end_stream and stream_or_none.requests is not None:
                 stream_or_none.requests.put(None)
-            if isinstance(event, h2.events.StreamReset) and stream_or_none is not None:
+        elif kind == "reset":
+            stream_or_none = self._streams.pop(event[1], None)
+            if stream_or_none is not None:
                 stream_or_none.closed = True
-                self._streams.pop(event.stream_id, None)
-        elif isinstance(event, h2.events.ConnectionTerminated):
+                if stream_or_none.requests is not None:
+                    stream_or_none.requests.put(None)
+        elif kind == "goaway":
             self._alive = False
 
     def _start_call(self, stream_id: int, stream: _Stream, message: bytes) -> None:
@@ -227,7 +234,7 @@ class _Connection:
         else:
             self._server.submit(self._run_unary, stream_id, method, request)
 
-    # ---- running handlers ----------------------------------------------------------------------------------
+    # ---- running handlers ---------------------------------------------------------------------------------
 
     def _run_unary(self, stream_id: int, method: Method, request: Any) -> None:
         try:
@@ -239,13 +246,13 @@ class _Connection:
             log.error("gRPC handler failed", exc_info=exc)
             self.finish(stream_id, Status.INTERNAL, "internal error")
             return
-        self.reply(stream_id, payload)
+        self.send(stream_id, payload, last=True)
 
     def _run_server_stream(self, stream_id: int, stream: _Stream, message: bytes) -> None:
         assert stream.method is not None
         try:
             for reply in stream.method.handler(stream.method.request_type.FromString(message)):
-                if stream.closed or not self.send_message(stream_id, reply.SerializeToString()):
+                if stream.closed or not self.send(stream_id, reply.SerializeToString(), last=False):
                     return
             self.finish(stream_id, Status.OK, "")
         except Exception as exc:
@@ -268,76 +275,54 @@ class _Connection:
             log.error("gRPC stream handler failed", exc_info=exc)
             self.finish(stream_id, Status.INTERNAL, "internal error")
 
-    # ---- writing (any thread) ------------------------------------------------------------------------------
+    # ---- writing (any thread) -----------------------------------------------------------------------------
 
-    def _send_data_locked(self, stream_id: int, data: bytes) -> None:
-        view = memoryview(data)
+    def _end_locked(self, stream_id: int, status: Status, message: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        block = _OK_TRAILERS if status is Status.OK and not message else _trailers(status, message)
+        if stream is None or not stream.headers_sent:
+            block = _RESPONSE_HEADERS + block  # a trailers-only response
+        self._h2.send_headers(stream_id, block, end_stream=True)
+        self._h2.close_stream(stream_id)
+
+    def send(self, stream_id: int, payload: bytes, *, last: bool) -> bool:
+        """Send one message (headers first); with `last`, end the call OK. False when the call is gone."""
+        data = frame(payload)
         deadline = time.monotonic() + _FLOW_CONTROL_WAIT
-        while view:
-            window = min(self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
-            if window <= 0:
-                self._flush_locked()
-                if not self._alive or not self._lock.wait(timeout=deadline - time.monotonic()):
-                    raise TimeoutError("the host did not open its flow-control window")
-                continue
-            self._h2.send_data(stream_id, view[:window].tobytes())
-            view = view[window:]
-
-    def _response_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(b":status", b"200"), (b"content-type", b"application/grpc")]
-
-    def _end_locked(self, stream_id: int, status: Status, message: str, *, headers_sent: bool) -> None:
-        trailers = [(b"grpc-status", str(int(status)).encode())]
-        if message:
-            trailers.append((b"grpc-message", quote(message, safe=" ").encode()))
-        if not headers_sent:
-            trailers = self._response_headers() + trailers  # a trailers-only response
-        self._h2.send_headers(stream_id, trailers, end_stream=True)
-        self._streams.pop(stream_id, None)
-
-    def reply(self, stream_id: int, payload: bytes) -> None:
-        """Send a unary reply: headers, the message, OK trailers."""
         with self._lock:
-            if not self._alive or stream_id not in self._streams:
-                return
             try:
-                self._h2.send_headers(stream_id, self._response_headers())
-                self._send_data_locked(stream_id, frame(payload))
-                self._end_locked(stream_id, Status.OK, "", headers_sent=True)
-                self._flush_locked()
-            except (
-                h2.exceptions.StreamClosedError,
-                h2.exceptions.ProtocolError,
-                TimeoutError,
-                OSError,
-            ) as exc:
-                log.debug("could not send a reply on stream %d: %s", stream_id, exc)
-
-    def send_message(self, stream_id: int, payload: bytes) -> bool:
-        """Send one message on a streaming call (headers first time). False when the call is gone."""
-        with self._lock:
-            stream = self._streams.get(stream_id)
-            if not self._alive or stream is None:
-                return False
-            try:
+                stream = self._streams.get(stream_id)
+                if not self._alive or stream is None:
+                    return False
                 if not stream.headers_sent:
-                    self._h2.send_headers(stream_id, self._response_headers())
+                    self._h2.send_headers(stream_id, _RESPONSE_HEADERS)
                     stream.headers_sent = True
-                self._send_data_locked(stream_id, frame(payload))
+                sent = 0
+                while True:
+                    sent += self._h2.send_data(stream_id, data[sent:])
+                    if sent == len(data):
+                        break
+                    self._flush_locked()  # wait for the host to open its flow-control window
+                    if not self._lock.wait(deadline - time.monotonic()) and time.monotonic() >= deadline:
+                        raise TimeoutError("the host did not open its flow-control window")
+                    if not self._alive or stream.closed:
+                        return False
+                if last:
+                    self._end_locked(stream_id, Status.OK, "")
                 self._flush_locked()
                 return True
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, TimeoutError, OSError):
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
+                log.debug("could not send on stream %d: %s", stream_id, exc)
                 return False
 
     def finish(self, stream_id: int, status: Status, message: str) -> None:
         with self._lock:
-            stream = self._streams.get(stream_id)
-            if not self._alive or stream is None:
+            if not self._alive or stream_id not in self._streams:
                 return
             try:
-                self._end_locked(stream_id, status, message, headers_sent=stream.headers_sent)
+                self._end_locked(stream_id, status, message)
                 self._flush_locked()
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, OSError) as exc:
+            except (OSError, ssl.SSLError) as exc:
                 log.debug("could not end stream %d: %s", stream_id, exc)
 
     def _close(self) -> None:
@@ -354,7 +339,7 @@ class _Connection:
         self._raw.close()
 
 
-class H2GrpcServer:
+class GrpcServer:
     """Accepts the host's connections on a unix socket and serves `methods` ("/pkg.Service/Method")."""
 
     def __init__(self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = 16) -> None:

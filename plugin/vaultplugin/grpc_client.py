@@ -1,7 +1,7 @@
-"""A blocking gRPC client for unary calls to the host, speaking HTTP/2 over mutual TLS in the caller's thread.
+"""Blocking unary gRPC calls to the host over HTTP/2 (http2.py) and mutual TLS, in the caller's thread.
 
-Why not a grpcio channel: it needs the TLS bridge (grpcio cannot verify the host's P-521 certificate) and
-every call then crosses four threads (caller, grpc core, bridge, back). Storage calls sit on the path of
+Why not a grpcio channel: grpcio cannot verify the host's P-521 certificate, so it would need a TLS bridge,
+and every call would cross four threads (caller, grpc core, bridge, back). Storage calls sit on the path of
 every request, so this client does the whole call in the calling thread: encode, encrypt, send, wait,
 decrypt, decode. Connections are pooled; each is used by one thread at a time.
 """
@@ -16,11 +16,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
-import h2.connection
-import h2.events
-import h2.exceptions
-
-from vaultplugin.grpc_framing import MessageReader, Status, frame, h2_config
+from vaultplugin import http2
+from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.tls import ALPN_H2
 
 _RECV = 256 * 1024
@@ -39,8 +36,7 @@ class RpcError(Exception):
 class _Connection:
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self.sock = sock
-        self.h2 = h2.connection.H2Connection(h2_config(client_side=True))
-        self.h2.initiate_connection()
+        self.h2 = http2.Connection(client_side=True)
         self.broken = False
 
     def close(self) -> None:
@@ -49,11 +45,11 @@ class _Connection:
             self.sock.close()
 
     def _flush(self) -> None:
-        data = self.h2.data_to_send()
+        data = self.h2.take_output()
         if data:
             self.sock.sendall(data)
 
-    def _receive(self, deadline: float) -> list[h2.events.Event]:
+    def _receive(self, deadline: float) -> list[tuple[object, ...]]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
@@ -61,71 +57,67 @@ class _Connection:
         data = self.sock.recv(_RECV)
         if not data:
             raise ConnectionError("the host closed the connection")
-        events = self.h2.receive_data(data)
-        self._flush()  # settings acks, pings, window updates
+        events = self.h2.receive(data)
+        self._flush()  # settings acks, ping replies, window updates
         return events
 
-    def call(self, method: str, payload: bytes, deadline: float) -> bytes:
-        stream_id = self.h2.get_next_available_stream_id()
+    def call(self, method: bytes, payload: bytes, deadline: float) -> bytes:
+        stream_id = self.h2.new_stream()
         timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        self.h2.send_headers(
-            stream_id,
-            [
-                (b":method", b"POST"),
-                (b":scheme", b"https"),
-                (b":path", method.encode()),
-                (b":authority", b"localhost"),
-                (b"content-type", b"application/grpc"),
-                (b"te", b"trailers"),
-                (b"grpc-timeout", b"%dm" % timeout_ms),
-            ],
-        )
-        self._send_body(stream_id, frame(payload), deadline)
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":path", method),
+            (b":authority", b"localhost"),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+            (b"grpc-timeout", b"%dm" % timeout_ms),
+        ]
+        self.h2.send_headers(stream_id, http2.encode_headers(headers))
+        body = frame(payload)
+        sent = 0
+        while True:
+            sent += self.h2.send_data(stream_id, body[sent:], end_stream=True)
+            self._flush()
+            if sent == len(body):
+                break
+            self._receive(deadline)  # wait for a WINDOW_UPDATE
 
-        status: int | None = None
-        message = ""
+        fields: dict[bytes, bytes] = {}
         reader = MessageReader()
         replies: list[bytes] = []
-        while True:
-            for event in self._receive(deadline):
-                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
-                    headers = dict(event.headers)
-                    http_status = headers.get(b":status", b"200")
-                    if http_status != b"200":
-                        raise RpcError(f"host answered HTTP {http_status.decode()}", transient=True)
-                    if b"grpc-status" in headers:
-                        status = int(headers[b"grpc-status"])
-                        message = unquote(headers.get(b"grpc-message", b"").decode())
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
-                    replies += reader.feed(event.data)
-                    self.h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
-                elif isinstance(event, h2.events.StreamReset) and event.stream_id == stream_id:
-                    raise RpcError(f"the host reset the call (code {event.error_code})", transient=True)
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    raise ConnectionError("the host ended the connection")
-                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
-                    self._flush()
-                    return _decode(status, message, replies)
-
-    def _send_body(self, stream_id: int, body: bytes, deadline: float) -> None:
-        view = memoryview(body)
-        while view:
-            window = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
-            if window <= 0:
-                self._flush()
-                self._receive(deadline)  # wait for a WINDOW_UPDATE
-                continue
-            self.h2.send_data(stream_id, view[:window].tobytes())
-            view = view[window:]
-        self.h2.end_stream(stream_id)
-        self._flush()
+        try:
+            while True:
+                for event in self._receive(deadline):
+                    if event[0] == "goaway":
+                        self.broken = True
+                    if len(event) < 2 or event[1] != stream_id:
+                        continue
+                    if event[0] == "headers":
+                        fields.update(event[2])  # type: ignore[call-overload]
+                        if fields.get(b":status", b"200") != b"200":
+                            raise RpcError(
+                                f"host answered HTTP {fields[b':status'].decode()}", transient=True
+                            )
+                        if event[3]:
+                            return _decode(fields, replies)
+                    elif event[0] == "data":
+                        replies += reader.feed(event[2])  # type: ignore[arg-type]
+                        if event[3]:
+                            return _decode(fields, replies)
+                    elif event[0] == "reset":
+                        raise RpcError(f"the host reset the call (code {event[2]})", transient=True)
+        finally:
+            self.h2.close_stream(stream_id)
 
 
-def _decode(status: int | None, message: str, replies: list[bytes]) -> bytes:
-    if status is None:
+def _decode(fields: dict[bytes, bytes], replies: list[bytes]) -> bytes:
+    if b"grpc-status" not in fields:
         raise RpcError("the host sent no grpc-status", transient=True)
+    status = int(fields[b"grpc-status"])
     if status != Status.OK:
         # UNAVAILABLE and DEADLINE_EXCEEDED are worth another try; anything else is an answer.
+        message = unquote(fields.get(b"grpc-message", b"").decode())
         transient = status in (Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED)
         raise RpcError(f"grpc status {status}: {message}", status=status, transient=transient)
     if len(replies) != 1:
@@ -155,6 +147,7 @@ class UnaryClient:
     def call(self, method: str, payload: bytes, timeout: float) -> bytes:
         """Call `method` ("/pkg.Service/Method") with a serialized request; return the serialized reply."""
         deadline = time.monotonic() + timeout
+        path = method.encode()
         for attempt in range(2):
             with self._lock:
                 pooled = self._idle.pop() if self._idle else None
@@ -162,14 +155,14 @@ class UnaryClient:
             try:
                 if conn is None:
                     conn = self._new_connection(deadline)
-                reply = conn.call(method, payload, deadline)
+                reply = conn.call(path, payload, deadline)
             except RpcError as exc:
                 if conn is not None and exc.status is None:
                     conn.close()  # a protocol-level fault leaves the connection in an unknown state
                 elif conn is not None:
                     self._release(conn)
                 raise
-            except (OSError, ssl.SSLError, ConnectionError, h2.exceptions.ProtocolError) as exc:
+            except (OSError, ssl.SSLError, ConnectionError, http2.ProtocolError) as exc:
                 if conn is not None:
                     conn.close()
                 # A pooled connection may have been closed by the host while idle: one retry on a fresh one.
