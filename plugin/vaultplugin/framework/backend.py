@@ -144,7 +144,9 @@ class Backend:
             return self._handle_help(req)
         path, captures = self._route_or_404(req.path)
         if op == Operation.RESOLVE_PATH:
-            return Response(data={"path": path.pattern})
+            # OpenBao 2.7 asks this before every client request and then uses the answer as the request's
+            # path (for ACLs, the existence check and the operation): answer the request path itself.
+            return Response(data={"path": req.path})
         handler = path.handler_for(op)
         if handler is None:
             raise UnsupportedOperation("unsupported operation")
