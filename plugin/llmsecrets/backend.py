@@ -1,0 +1,258 @@
+"""The LLM secrets engine's backend: factory, paths, help, caches, periodic sweep and invalidation.
+
+Concurrency model: Vault's gRPC calls arrive on a thread pool, so handlers run concurrently. The
+in-memory caches (connections, roles, the sweep config, provider clients) are guarded by locks; a
+cache miss reads storage under the cache lock, so an invalidation can never be overtaken by a stale
+read. Storage is the only shared truth: caches are dropped on every write/delete here and whenever
+Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from vaultplugin.framework import (
+    Backend,
+    Request,
+    Storage,
+    SystemView,
+    VaultError,
+)
+from vaultplugin.framework.storage import get_json, put_json
+
+from llmsecrets import path_config, path_creds, path_roles, path_tidy, rollback, secret_api_key, sweep
+from llmsecrets.clients import ClientCache, TransportFactory
+from llmsecrets.models import (
+    CONFIG_PREFIX,
+    ROLES_PREFIX,
+    SWEEP_CONFIG_KEY,
+    ConnectionConfig,
+    RecordError,
+    Role,
+    SweepConfig,
+    WalKind,
+)
+from llmsecrets.naming import UNKNOWN_MOUNT_HEX, mount_hex, mount_prefix
+from llmsecrets.providers.retry import RetryPolicy
+from llmsecrets.version import VERSION
+
+log = logging.getLogger(__name__)
+
+_R = TypeVar("_R", ConnectionConfig, Role)
+
+# Seconds a provider call may take, its retries included.
+REQUEST_TIMEOUT = 30.0
+# The provider expires a key on its own this long after the lease can last at most.
+PROVIDER_EXPIRY_GRACE = 300
+# Defaults of the sweep (see `tidy/config`).
+SWEEP_INTERVAL = 300
+MIN_ORPHAN_AGE = 600
+EXPIRED_GRACE = 120
+
+BACKEND_HELP = """\
+The LLM secrets engine issues short-lived API keys for LLM providers (OpenAI, OpenRouter,
+LiteLLM proxies) under Vault leases.
+
+An operator writes a connection (config/<name>) holding a provider admin key, and roles
+(roles/<name>) that say how keys are minted: lease TTLs, spend limits, model lists. An application
+reads creds/<role>: the engine creates a fresh key through the provider's admin API and returns it
+under a renewable lease. When the lease ends (expiry or `bao lease revoke`) the key is deleted at
+the provider.
+
+Nothing outlives its lease: keys carry a provider-side expiry where the provider supports one, a
+write-ahead log cleans up creates that were interrupted, and a periodic sweep (also run by `tidy`)
+deletes keys whose lease is long over and keys of this mount that nobody owns.
+"""
+
+
+class LLMBackend(Backend):
+    """The framework backend plus the engine's caches and settings. Built by `new_backend`."""
+
+    def __init__(
+        self,
+        *,
+        transport_factory: TransportFactory | None = None,
+        clock: Callable[[], float] = time.time,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        provider_expiry_grace: int = PROVIDER_EXPIRY_GRACE,
+        sweep_defaults: SweepConfig | None = None,
+    ) -> None:
+        self.clients = ClientCache(transport_factory, retry)
+        self.request_timeout = request_timeout
+        self.provider_expiry_grace = provider_expiry_grace
+        self.sweep_defaults = sweep_defaults or SweepConfig(
+            interval=SWEEP_INTERVAL, min_orphan_age=MIN_ORPHAN_AGE, expired_grace=EXPIRED_GRACE
+        )
+        self._monotonic = retry.clock if retry is not None else time.monotonic
+        self._cache_lock = threading.RLock()
+        self._connections: dict[str, ConnectionConfig] = {}
+        self._roles: dict[str, Role] = {}
+        self._sweep_config: SweepConfig | None = None
+        self.mount_prefix = mount_prefix("")
+        self.mount_known = False
+        self.sweeper = sweep.Sweeper(self)
+        self.api_key = secret_api_key.api_key_secret(self)
+        super().__init__(
+            help=BACKEND_HELP,
+            paths=[
+                *path_config.paths(self),
+                *path_roles.paths(self),
+                *path_creds.paths(self),
+                *path_tidy.paths(self),
+            ],
+            secrets=[self.api_key],
+            periodic=self.sweeper.periodic,
+            wal_rollback=rollback.make_rollback(self),
+            wal_kinds=[WalKind.CREATE_KEY],
+            invalidate=self._on_invalidate,
+            clean=self._on_clean,
+            running_version=VERSION,
+            clock=clock,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def setup(self, config: dict[str, str], system: SystemView) -> None:
+        super().setup(config, system)
+        uuid = config.get("backend_uuid", "")
+        self.mount_prefix = mount_prefix(uuid)
+        self.mount_known = mount_hex(uuid) != UNKNOWN_MOUNT_HEX
+        if not self.mount_known:
+            log.warning("the host sent no backend_uuid; the orphan sweep is off for this instance")
+
+    def _on_clean(self) -> None:
+        self.clients.clear()
+        with self._cache_lock:
+            self._connections.clear()
+            self._roles.clear()
+            self._sweep_config = None
+
+    def _on_invalidate(self, key: str) -> None:
+        if key.startswith(CONFIG_PREFIX):
+            self.forget_connection(key.removeprefix(CONFIG_PREFIX))
+        elif key.startswith(ROLES_PREFIX):
+            self.forget_role(key.removeprefix(ROLES_PREFIX))
+        elif key == SWEEP_CONFIG_KEY:
+            with self._cache_lock:
+                self._sweep_config = None
+
+    # --- helpers for handlers ------------------------------------------------------------------------------
+
+    def deadline(self) -> float:
+        """The deadline for one provider call (on the retry policy's clock)."""
+        return self._monotonic() + self.request_timeout
+
+    @staticmethod
+    def storage_of(req: Request) -> Storage:
+        if req.storage is None:
+            raise VaultError(f"{req.operation} request on {req.path!r} carries no storage")
+        return req.storage
+
+    # --- cached records ------------------------------------------------------------------------------------
+
+    def _load(self, storage: Storage, key: str, cache: dict[str, _R], name: str, kind: type[_R]) -> _R | None:
+        with self._cache_lock:
+            hit = cache.get(name)
+            if hit is not None:
+                return hit
+            raw = get_json(storage, key)
+            if raw is None:
+                return None
+            try:
+                record = kind.from_storage(raw)
+            except RecordError as exc:
+                log.error("stored record %s is unreadable: %s", key, exc)
+                raise VaultError(f"stored record {key} is unreadable; see the plugin's log") from None
+            cache[name] = record
+            return record
+
+    def connection(self, storage: Storage, name: str) -> ConnectionConfig | None:
+        return self._load(
+            storage, ConnectionConfig.storage_key(name), self._connections, name, ConnectionConfig
+        )
+
+    def save_connection(self, storage: Storage, conn: ConnectionConfig) -> None:
+        with self._cache_lock:
+            put_json(storage, ConnectionConfig.storage_key(conn.name), conn.to_storage())
+            self._connections.pop(conn.name, None)
+        self.clients.invalidate(conn.name)
+
+    def delete_connection(self, storage: Storage, name: str) -> None:
+        with self._cache_lock:
+            storage.delete(ConnectionConfig.storage_key(name))
+            self._connections.pop(name, None)
+        self.clients.invalidate(name)
+
+    def forget_connection(self, name: str) -> None:
+        with self._cache_lock:
+            self._connections.pop(name, None)
+        self.clients.invalidate(name)
+
+    def role(self, storage: Storage, name: str) -> Role | None:
+        return self._load(storage, Role.storage_key(name), self._roles, name, Role)
+
+    def save_role(self, storage: Storage, role: Role) -> None:
+        with self._cache_lock:
+            put_json(storage, Role.storage_key(role.name), role.to_storage())
+            self._roles.pop(role.name, None)
+
+    def delete_role(self, storage: Storage, name: str) -> None:
+        with self._cache_lock:
+            storage.delete(Role.storage_key(name))
+            self._roles.pop(name, None)
+
+    def forget_role(self, name: str) -> None:
+        with self._cache_lock:
+            self._roles.pop(name, None)
+
+    def sweep_config(self, storage: Storage) -> SweepConfig:
+        with self._cache_lock:
+            if self._sweep_config is None:
+                raw = get_json(storage, SWEEP_CONFIG_KEY)
+                try:
+                    self._sweep_config = self.sweep_defaults if raw is None else SweepConfig.from_storage(raw)
+                except RecordError as exc:
+                    log.error("stored sweep config is unreadable (%s); using the defaults", exc)
+                    self._sweep_config = self.sweep_defaults
+            return self._sweep_config
+
+    def save_sweep_config(self, storage: Storage, config: SweepConfig) -> None:
+        with self._cache_lock:
+            put_json(storage, SWEEP_CONFIG_KEY, config.to_storage())
+            self._sweep_config = None
+
+
+def new_backend(
+    *,
+    transport_factory: TransportFactory | None = None,
+    clock: Callable[[], float] = time.time,
+    retry: RetryPolicy | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
+    provider_expiry_grace: int = PROVIDER_EXPIRY_GRACE,
+    sweep_interval: int = SWEEP_INTERVAL,
+    min_orphan_age: int = MIN_ORPHAN_AGE,
+    expired_grace: int = EXPIRED_GRACE,
+) -> LLMBackend:
+    """Build the engine's backend (the factory `serve` calls once per mount).
+
+    - `transport_factory(provider, base_url)`: the httpx transport for a connection (tests pass the
+      emulators' `httpx.MockTransport`); None = real HTTP.
+    - `clock`: unix time, injectable so tests can age WAL entries, leases and orphans.
+    - `retry`: the provider clients' retry policy (tests pass one that does not sleep).
+    - `sweep_interval`, `min_orphan_age`, `expired_grace`: defaults of `tidy/config` (seconds).
+    """
+    return LLMBackend(
+        transport_factory=transport_factory,
+        clock=clock,
+        retry=retry,
+        request_timeout=request_timeout,
+        provider_expiry_grace=provider_expiry_grace,
+        sweep_defaults=SweepConfig(
+            interval=sweep_interval, min_orphan_age=min_orphan_age, expired_grace=expired_grace
+        ),
+    )

@@ -1,0 +1,385 @@
+"""The records the engine stores, as frozen dataclasses with explicit `to_storage()` / `from_storage()`.
+
+Storage layout (all JSON objects, each with `"schema_version"`):
+
+    config/<connection>            ConnectionConfig   one provider account (holds the admin key)
+    roles/<role>                   Role               how keys are minted for `creds/<role>`
+    keys/<connection>/<key id>     IssuedKeyRecord    the index of live keys (ids and names, never values)
+    tidy/config                    SweepConfig        cadence and thresholds of the orphan sweep
+    tidy/state                     SweepState         when the sweep last ran
+    wal/<uuid>                     PendingCreate      (framework WAL, kind `WalKind.CREATE_KEY`)
+
+`from_storage` checks every field's type and raises `RecordError` for anything unexpected, so a
+corrupt or foreign record never turns into a half-valid object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+SCHEMA_VERSION = 1
+
+CONFIG_PREFIX = "config/"
+ROLES_PREFIX = "roles/"
+KEYS_PREFIX = "keys/"
+SWEEP_CONFIG_KEY = "tidy/config"
+SWEEP_STATE_KEY = "tidy/state"
+
+
+class RecordError(ValueError):
+    """A stored record does not have the expected shape."""
+
+
+class WalKind(StrEnum):
+    """The WAL kinds this engine writes (the framework hands each entry only to code that knows it)."""
+
+    CREATE_KEY = "llm_create_key"
+
+
+# --- checked readers ---------------------------------------------------------------------------------------
+
+
+def _check_version(data: Mapping[str, Any], what: str) -> None:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"{what}: unsupported schema_version {version!r} (expected {SCHEMA_VERSION})")
+
+
+def _str(data: Mapping[str, Any], key: str, what: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise RecordError(f"{what}: field {key!r} is not a string")
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"{what}: field {key!r} is not a string")
+    return value
+
+
+def _num(data: Mapping[str, Any], key: str, what: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{what}: field {key!r} is not a number")
+    return float(value)
+
+
+def _opt_num(data: Mapping[str, Any], key: str, what: str) -> float | None:
+    return None if data.get(key) is None else _num(data, key, what)
+
+
+def _int(data: Mapping[str, Any], key: str, what: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{what}: field {key!r} is not an integer")
+    return value
+
+
+def _str_tuple(data: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecordError(f"{what}: field {key!r} is not a list of strings")
+    return tuple(value)
+
+
+def _str_map(data: Mapping[str, Any], key: str, what: str) -> dict[str, str]:
+    value = data.get(key, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise RecordError(f"{what}: field {key!r} is not a map of strings")
+    return dict(value)
+
+
+# --- connections -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """One provider account. `admin_key` lives in storage and in requests to its provider, nowhere else."""
+
+    name: str
+    provider: str
+    admin_key: str = field(repr=False)
+    base_url: str | None = None  # None = the provider's public API
+    organization_id: str | None = None  # openai only
+    allowed_roles: tuple[str, ...] = ()  # empty or "*" = every role
+
+    @staticmethod
+    def storage_key(name: str) -> str:
+        return CONFIG_PREFIX + name
+
+    def allows(self, role: str) -> bool:
+        return not self.allowed_roles or "*" in self.allowed_roles or role in self.allowed_roles
+
+    def to_storage(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "provider": self.provider,
+            "admin_key": self.admin_key,
+            "base_url": self.base_url,
+            "organization_id": self.organization_id,
+            "allowed_roles": list(self.allowed_roles),
+        }
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> ConnectionConfig:
+        what = "connection config"
+        _check_version(data, what)
+        return cls(
+            name=_str(data, "name", what),
+            provider=_str(data, "provider", what),
+            admin_key=_str(data, "admin_key", what),
+            base_url=_opt_str(data, "base_url", what),
+            organization_id=_opt_str(data, "organization_id", what),
+            allowed_roles=_str_tuple(data, "allowed_roles", what),
+        )
+
+
+# --- roles -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Role:
+    """How keys are minted for `creds/<name>`. ttl/max_ttl are seconds; 0 = the mount's default/max."""
+
+    name: str
+    connection: str
+    ttl: int = 0
+    max_ttl: int = 0
+    name_template: str = ""
+    project_id: str | None = None
+    spend_limit: float | None = None
+    models: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def storage_key(name: str) -> str:
+        return ROLES_PREFIX + name
+
+    def to_storage(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "connection": self.connection,
+            "ttl": self.ttl,
+            "max_ttl": self.max_ttl,
+            "name_template": self.name_template,
+            "project_id": self.project_id,
+            "spend_limit": self.spend_limit,
+            "models": list(self.models),
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> Role:
+        what = "role"
+        _check_version(data, what)
+        return cls(
+            name=_str(data, "name", what),
+            connection=_str(data, "connection", what),
+            ttl=_int(data, "ttl", what),
+            max_ttl=_int(data, "max_ttl", what),
+            name_template=_str(data, "name_template", what),
+            project_id=_opt_str(data, "project_id", what),
+            spend_limit=_opt_num(data, "spend_limit", what),
+            models=_str_tuple(data, "models", what),
+            metadata=_str_map(data, "metadata", what),
+        )
+
+
+# --- issued keys (index) -----------------------------------------------------------------------------------
+
+
+def key_segment(key_id: str) -> str:
+    """A provider key id as one storage path segment (ids are opaque: quote anything unusual)."""
+    return quote(key_id, safe="")
+
+
+@dataclass(frozen=True)
+class IssuedKeyRecord:
+    """One live key in the index. Holds what revoke, renew and the sweep need; never the key value.
+
+    Times are unix seconds. `lease_expires_at` is issue time + the lease's max TTL: after it (plus a
+    grace) no lease can still own the key, so the sweep deletes it.
+    """
+
+    connection: str
+    provider: str
+    key_id: str
+    scope: str
+    role: str
+    key_name: str
+    issued_at: float
+    ttl: int
+    lease_expires_at: float
+    provider_expires_at: float | None = None
+
+    @staticmethod
+    def storage_key(connection: str, key_id: str) -> str:
+        return f"{KEYS_PREFIX}{connection}/{key_segment(key_id)}"
+
+    @property
+    def key(self) -> str:
+        return self.storage_key(self.connection, self.key_id)
+
+    def to_storage(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "connection": self.connection,
+            "provider": self.provider,
+            "key_id": self.key_id,
+            "scope": self.scope,
+            "role": self.role,
+            "key_name": self.key_name,
+            "issued_at": self.issued_at,
+            "ttl": self.ttl,
+            "lease_expires_at": self.lease_expires_at,
+            "provider_expires_at": self.provider_expires_at,
+        }
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> IssuedKeyRecord:
+        what = "issued key record"
+        _check_version(data, what)
+        return cls(
+            connection=_str(data, "connection", what),
+            provider=_str(data, "provider", what),
+            key_id=_str(data, "key_id", what),
+            scope=_str(data, "scope", what),
+            role=_str(data, "role", what),
+            key_name=_str(data, "key_name", what),
+            issued_at=_num(data, "issued_at", what),
+            ttl=_int(data, "ttl", what),
+            lease_expires_at=_num(data, "lease_expires_at", what),
+            provider_expires_at=_opt_num(data, "provider_expires_at", what),
+        )
+
+
+# --- lease internal data -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    """What a lease's internal data holds: exactly what revoke needs. Never the key value."""
+
+    connection: str
+    provider: str
+    key_id: str
+    scope: str
+    role: str
+    key_name: str
+
+    def to_internal(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "provider": self.provider,
+            "key_id": self.key_id,
+            "scope": self.scope,
+            "role": self.role,
+            "key_name": self.key_name,
+        }
+
+    @classmethod
+    def from_internal(cls, data: Mapping[str, Any]) -> LeaseRef:
+        what = "lease internal data"
+        return cls(
+            connection=_str(data, "connection", what),
+            provider=_str(data, "provider", what),
+            key_id=_str(data, "key_id", what),
+            scope=_str(data, "scope", what),
+            role=_str(data, "role", what),
+            key_name=_str(data, "key_name", what),
+        )
+
+
+# --- WAL ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """The WAL entry written before a provider create: enough to find the key by name and delete it."""
+
+    connection: str
+    provider: str
+    scope: str
+    key_name: str
+    role: str
+    created_at: float
+
+    def to_wal(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "connection": self.connection,
+            "provider": self.provider,
+            "scope": self.scope,
+            "key_name": self.key_name,
+            "role": self.role,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_wal(cls, data: Mapping[str, Any]) -> PendingCreate:
+        what = "WAL entry " + WalKind.CREATE_KEY.value
+        _check_version(data, what)
+        return cls(
+            connection=_str(data, "connection", what),
+            provider=_str(data, "provider", what),
+            scope=_str(data, "scope", what),
+            key_name=_str(data, "key_name", what),
+            role=_str(data, "role", what),
+            created_at=_num(data, "created_at", what),
+        )
+
+
+# --- sweep -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Cadence and thresholds of the sweep (seconds). `interval` 0 turns the periodic sweep off."""
+
+    interval: int
+    min_orphan_age: int
+    expired_grace: int
+
+    def to_storage(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "interval": self.interval,
+            "min_orphan_age": self.min_orphan_age,
+            "expired_grace": self.expired_grace,
+        }
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> SweepConfig:
+        what = "sweep config"
+        _check_version(data, what)
+        return cls(
+            interval=_int(data, "interval", what),
+            min_orphan_age=_int(data, "min_orphan_age", what),
+            expired_grace=_int(data, "expired_grace", what),
+        )
+
+
+@dataclass(frozen=True)
+class SweepState:
+    last_run: float
+
+    def to_storage(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "last_run": self.last_run}
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> SweepState:
+        what = "sweep state"
+        _check_version(data, what)
+        return cls(last_run=_num(data, "last_run", what))

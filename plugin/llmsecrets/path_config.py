@@ -1,0 +1,282 @@
+"""`config/<name>` and `LIST config`: provider account connections.
+
+A connection holds one provider admin key. It is write-only: reads show `admin_key_set`, never the key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from vaultplugin.framework import (
+    BadRequest,
+    Field,
+    FieldData,
+    FieldType,
+    Operation,
+    OperationSpec,
+    Path,
+    Request,
+    Response,
+    list_wal,
+)
+from vaultplugin.framework.fields import NAME_RE
+from vaultplugin.framework.wal import WalDecodeError, get_wal
+
+from llmsecrets import errors
+from llmsecrets.models import (
+    CONFIG_PREFIX,
+    KEYS_PREFIX,
+    ConnectionConfig,
+    PendingCreate,
+    RecordError,
+    WalKind,
+)
+from llmsecrets.providers.errors import ProviderError
+from llmsecrets.providers.registry import PROVIDERS
+
+if TYPE_CHECKING:
+    from vaultplugin.framework import Storage
+
+    from llmsecrets.backend import LLMBackend
+
+PROVIDER_NAMES = tuple(sorted(PROVIDERS))
+
+FIELDS: dict[str, Field] = {
+    "name": Field(FieldType.NAME, "Name of the connection (one provider account)."),
+    "provider": Field(
+        FieldType.STRING,
+        "The provider: openai, openrouter or litellm. Required on create; cannot be changed later "
+        "(issued keys are revoked through it).",
+        allowed_values=PROVIDER_NAMES,
+    ),
+    "admin_key": Field(
+        FieldType.STRING,
+        "The provider admin key the engine mints and deletes keys with: an OpenAI admin key "
+        "(sk-admin-...), an OpenRouter management key, or the LiteLLM proxy's master key. Required on "
+        "create; write-only (never returned). Omit on update to keep the stored key.",
+        sensitive=True,
+        max_length=1024,
+    ),
+    "base_url": Field(
+        FieldType.STRING,
+        "The provider's API base URL (http or https). Defaults to the provider's public API "
+        "(https://api.openai.com/v1, https://openrouter.ai/api/v1); required for litellm (the proxy's "
+        "URL). Write an empty string to go back to the default.",
+        max_length=2048,
+    ),
+    "organization_id": Field(
+        FieldType.STRING,
+        "OpenAI only: the organization id sent as OpenAI-Organization. Write an empty string to clear it.",
+        max_length=256,
+    ),
+    "allowed_roles": Field(
+        FieldType.COMMA_STRING_LIST,
+        "Roles that may use this connection. Empty or '*' (the default) allows every role.",
+    ),
+    "verify": Field(
+        FieldType.BOOL,
+        "Check the admin key with a harmless provider call before storing the connection; a failure "
+        "is a 400 with the provider's reason and nothing is stored.",
+        default=True,
+    ),
+}
+
+CONFIG_HELP = """\
+A connection is one provider account: its provider, its admin key and where its API lives. Roles
+name the connection their keys are minted through.
+
+The admin key is write-only: a read shows `admin_key_set: true`, never the key. On update, fields
+that are not sent keep their stored values (so you can change allowed_roles without re-sending the
+admin key). The provider of a connection cannot change, because its issued keys are revoked through it.
+
+By default the admin key is checked with a harmless call to the provider before anything is stored.
+
+A connection that still has live keys cannot be deleted: revoke their leases first, e.g.
+    bao lease revoke -prefix llm/creds/
+
+Example:
+    bao write llm/config/openrouter provider=openrouter admin_key=@mgmt-key.txt allowed_roles=dev,ci
+    bao write llm/config/proxy provider=litellm base_url=https://litellm.internal:4000 admin_key=...
+"""
+
+
+def paths(b: LLMBackend) -> list[Path]:
+    def exists(req: Request, d: FieldData) -> bool:
+        return b.connection(b.storage_of(req), d.get_str("name")) is not None
+
+    def read(req: Request, d: FieldData) -> Response | None:
+        storage = b.storage_of(req)
+        conn = b.connection(storage, d.get_str("name"))
+        if conn is None:
+            return None
+        return Response(data=_view(conn, live_keys=len(_live_key_ids(storage, conn.name))))
+
+    def write(req: Request, d: FieldData) -> Response | None:
+        storage = b.storage_of(req)
+        name = d.get_str("name")
+        conn = _merge(name, b.connection(storage, name), d)
+        if d.get_bool("verify"):
+            _verify(b, conn)
+        b.save_connection(storage, conn)
+        return None
+
+    def delete(req: Request, d: FieldData) -> None:
+        storage = b.storage_of(req)
+        name = d.get_str("name")
+        if b.connection(storage, name) is None:
+            return
+        live = len(_live_key_ids(storage, name))
+        pending = _pending_creates(storage, name)
+        if live or pending:
+            mount = req.mount_point or "<mount>/"
+            raise BadRequest(
+                f"connection {name!r} still has {live} live key(s) and {pending} unfinished create(s) "
+                "issued through it; deleting it would leave them impossible to revoke. Revoke their "
+                f"leases first (bao lease revoke -prefix {mount}creds/, or {mount}creds/<role> for one "
+                f"role), run {mount}tidy for unfinished creates, then delete the connection"
+            )
+        b.delete_connection(storage, name)
+
+    def list_configs(req: Request, d: FieldData) -> Response:
+        keys = [k for k in b.storage_of(req).list(CONFIG_PREFIX) if not k.endswith("/")]
+        return Response(data={"keys": sorted(keys)})
+
+    return [
+        Path(
+            "config/?$",
+            operations={Operation.LIST: OperationSpec(list_configs, summary="List connections.")},
+            synopsis="List the provider connections.",
+            description="Lists the names of the connections written to config/<name>.",
+        ),
+        Path(
+            r"config/(?P<name>.+)",
+            fields=FIELDS,
+            operations={
+                Operation.READ: OperationSpec(read, summary="Read a connection (never its admin key)."),
+                Operation.CREATE: OperationSpec(write, summary="Create a connection."),
+                Operation.UPDATE: OperationSpec(write, summary="Update a connection."),
+                Operation.DELETE: OperationSpec(delete, summary="Delete a connection with no live keys."),
+            },
+            existence_check=exists,
+            synopsis="Manage a provider connection: provider, admin key, base URL, allowed roles.",
+            description=CONFIG_HELP,
+        ),
+    ]
+
+
+def effective_base_url(conn: ConnectionConfig) -> str:
+    info = PROVIDERS.get(conn.provider)
+    default = info.default_base_url if info is not None else None
+    return conn.base_url or default or ""
+
+
+def _view(conn: ConnectionConfig, *, live_keys: int) -> dict[str, Any]:
+    return {
+        "provider": conn.provider,
+        "admin_key_set": bool(conn.admin_key),
+        "base_url": effective_base_url(conn),
+        "organization_id": conn.organization_id or "",
+        "allowed_roles": list(conn.allowed_roles),
+        "live_keys": live_keys,
+    }
+
+
+def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> ConnectionConfig:
+    """The connection after this write, or a 400 naming the field that is wrong."""
+    provider, provider_set = d.get_ok("provider")
+    if existing is None and not provider_set:
+        raise BadRequest(f'missing required field "provider" (one of: {", ".join(PROVIDER_NAMES)})')
+    if existing is not None and provider_set and provider != existing.provider:
+        raise BadRequest(
+            f'"provider" cannot change from {existing.provider!r} to {provider!r}: keys issued through '
+            "this connection are revoked through its provider. Create a new connection instead"
+        )
+    provider = provider if provider_set else existing.provider if existing else ""
+
+    admin_key, key_set = d.get_ok("admin_key")
+    if key_set:
+        if not admin_key.strip():
+            raise BadRequest('"admin_key" must not be empty')
+        admin_key = admin_key.strip()
+    elif existing is not None:
+        admin_key = existing.admin_key
+    else:
+        raise BadRequest('missing required field "admin_key" (the provider admin key)')
+
+    base_url, url_set = d.get_ok("base_url")
+    base_url = (base_url.strip() or None) if url_set else existing.base_url if existing else None
+    if base_url is not None:
+        _check_url(base_url)
+    if PROVIDERS[provider].default_base_url is None and base_url is None:
+        raise BadRequest(
+            f'"base_url" is required for {provider} (the URL of the proxy, e.g. http://host:4000)'
+        )
+
+    org, org_set = d.get_ok("organization_id")
+    org = (org.strip() or None) if org_set else existing.organization_id if existing else None
+    if org is not None and provider != "openai":
+        raise BadRequest(f'"organization_id" applies to openai only, not {provider}')
+
+    roles, roles_set = d.get_ok("allowed_roles")
+    if roles_set:
+        allowed = tuple(dict.fromkeys(r.strip() for r in roles if r.strip()))
+        for role in allowed:
+            if role != "*" and not NAME_RE.fullmatch(role):
+                raise BadRequest(f'"allowed_roles": {role[:40]!r} is not a role name (or "*")')
+    else:
+        allowed = existing.allowed_roles if existing else ()
+
+    return ConnectionConfig(
+        name=name,
+        provider=provider,
+        admin_key=admin_key,
+        base_url=base_url,
+        organization_id=org,
+        allowed_roles=allowed,
+    )
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a malformed port
+    except ValueError:
+        raise BadRequest('"base_url" is not a valid URL') from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest('"base_url" must be an http:// or https:// URL with a host')
+    if parts.username is not None or parts.password is not None:
+        raise BadRequest('"base_url" must not contain credentials; put the key in admin_key')
+    if parts.query or parts.fragment:
+        raise BadRequest('"base_url" must not have a query or a fragment')
+
+
+def _verify(b: LLMBackend, conn: ConnectionConfig) -> None:
+    try:
+        client = b.clients.build(conn)
+    except ValueError as exc:
+        raise BadRequest(f"invalid connection settings: {exc}") from None
+    try:
+        client.verify()
+    except ProviderError as exc:
+        raise errors.for_verify(exc, connection=conn.name) from None
+    finally:
+        client.close()
+
+
+def _live_key_ids(storage: Storage, connection: str) -> list[str]:
+    return [k for k in storage.list(f"{KEYS_PREFIX}{connection}/") if not k.endswith("/")]
+
+
+def _pending_creates(storage: Storage, connection: str) -> int:
+    count = 0
+    for wal_id in list_wal(storage):
+        try:
+            entry = get_wal(storage, wal_id)
+            if entry is None or entry.kind != WalKind.CREATE_KEY:
+                continue
+            if PendingCreate.from_wal(entry.data).connection == connection:
+                count += 1
+        except (WalDecodeError, RecordError):
+            continue
+    return count

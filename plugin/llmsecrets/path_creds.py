@@ -1,0 +1,267 @@
+"""`creds/<role>` (read): mint a fresh provider key under a lease.
+
+The order of work is what makes an interrupted read safe:
+1. WAL entry naming the key-to-be (connection, provider, scope, name, role, time);
+2. the provider create;
+3. the index entry `keys/<connection>/<key id>` (ids and names, never the key);
+4. the response (lease internal data: what revoke needs, never the key), then the WAL entry is deleted.
+A create whose outcome is unknown leaves its WAL entry: the rollback finds the key by its exact name and
+deletes it. Storage calls per read: WAL put, index put, WAL delete (records and clients are cached).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vaultplugin.framework import (
+    BadRequest,
+    Field,
+    FieldData,
+    FieldType,
+    Operation,
+    OperationSpec,
+    Path,
+    Request,
+    Response,
+    delete_wal,
+    put_json,
+    put_wal,
+)
+
+from llmsecrets import errors
+from llmsecrets.models import ConnectionConfig, IssuedKeyRecord, LeaseRef, PendingCreate, Role, WalKind
+from llmsecrets.naming import render_name
+from llmsecrets.path_roles import check_capabilities, client_for
+from llmsecrets.providers.base import IssuedKey, KeySpec, ProviderClient
+from llmsecrets.providers.errors import CreateOutcomeUnknown, ProviderError
+
+if TYPE_CHECKING:
+    from llmsecrets.backend import LLMBackend
+
+log = logging.getLogger(__name__)
+
+# Used only when the host reports no lease TTLs at all (never in a real Vault).
+FALLBACK_MAX_TTL = 86400
+FALLBACK_TTL = 3600
+
+CREDS_HELP = """\
+Reading creds/<role> creates a NEW key at the role's provider and returns it under a lease.
+
+Returns:
+    api_key      the provider API key (shown once; the engine does not keep it)
+    key_id       the provider's id for the key (OpenAI service account id, OpenRouter hash,
+                 LiteLLM token id)
+    key_name     the key's name at the provider: vault-<8 hex of this mount's UUID>-<name_template>
+    provider     openai, openrouter or litellm
+    role         the role read
+    connection   the connection the key was minted through
+    expires_at   when the provider itself expires the key (ISO-8601 UTC), only where the provider
+                 enforces expiry (OpenRouter, LiteLLM)
+
+Lease behaviour:
+    The lease has the role's ttl (default: the mount's default lease TTL) and can be renewed up to
+    the role's max_ttl (default: the mount's max). When the lease ends, by expiry or by
+    `bao lease revoke`, the key is deleted at the provider. As a backstop, where the provider
+    supports it the key also expires on its own a few minutes after the lease could last at most
+    (LiteLLM: a few minutes after the current lease end; each renewal pushes it forward).
+
+    Each read makes a new key: read once per workload and renew (Vault Agent does this), not once
+    per request.
+
+Errors:
+    400  unknown role, role not allowed by its connection, or the provider refused the request
+    502  the provider is failing, rate limiting or refusing the admin key (no key was issued)
+
+Example:
+    $ bao read llm/creds/ci
+    Key                Value
+    ---                -----
+    lease_id           llm/creds/ci/Xb3...
+    lease_duration     15m
+    lease_renewable    true
+    api_key            sk-or-v1-...
+    connection         openrouter
+    expires_at         2026-01-01T13:05:00Z
+    key_id             5f2c...
+    key_name           vault-1a2b3c4d-ci-1767268800-k3j9x2qa
+    provider           openrouter
+    role               ci
+"""
+
+
+def paths(b: LLMBackend) -> list[Path]:
+    def read(req: Request, d: FieldData) -> Response:
+        return issue(b, req, d.get_str("role"))
+
+    return [
+        Path(
+            r"creds/(?P<role>.+)",
+            fields={"role": Field(FieldType.NAME, "The role to issue a key for.")},
+            operations={
+                Operation.READ: OperationSpec(read, summary="Issue a new provider API key under a lease."),
+            },
+            synopsis="Issue a short-lived provider API key for a role.",
+            description=CREDS_HELP,
+        )
+    ]
+
+
+def lease_ttls(b: LLMBackend, role: Role) -> tuple[int, int]:
+    """(ttl, max_ttl) in seconds: the role's, defaulting to and capped by the mount's."""
+    mount_default = int(b.system.default_lease_ttl())
+    mount_max = int(b.system.max_lease_ttl())
+    max_ttl = role.max_ttl or mount_max
+    if mount_max > 0:
+        max_ttl = min(max_ttl, mount_max)
+    if max_ttl <= 0:
+        max_ttl = FALLBACK_MAX_TTL
+    ttl = role.ttl or mount_default or FALLBACK_TTL
+    return min(ttl, max_ttl), max_ttl
+
+
+def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
+    storage = b.storage_of(req)
+    role = b.role(storage, role_name)
+    if role is None:
+        raise BadRequest(f'unknown role {role_name!r} (field "role"): write roles/{role_name} first')
+    conn = b.connection(storage, role.connection)
+    if conn is None:
+        raise BadRequest(
+            f"role {role.name!r} uses connection {role.connection!r}, which does not exist: "
+            f"write config/{role.connection} or point the role at another connection"
+        )
+    if not conn.allows(role.name):
+        raise BadRequest(
+            f"role {role.name!r} is not in the allowed_roles of connection {conn.name!r}; add it there "
+            f"(config/{conn.name} allowed_roles) to let this role issue keys"
+        )
+    client = client_for(b, conn)
+    check_capabilities(role, conn, client.capabilities)
+    ttl, max_ttl = lease_ttls(b, role)
+    now = b.clock()
+    spec = _key_spec(b, req, role, conn, client, ttl=ttl, max_ttl=max_ttl, now=now)
+
+    pending = PendingCreate(
+        connection=conn.name,
+        provider=conn.provider,
+        scope=role.project_id or "",
+        key_name=spec.name,
+        role=role.name,
+        created_at=now,
+    )
+    wal_id = put_wal(storage, WalKind.CREATE_KEY, pending.to_wal(), created_at=now)
+    try:
+        issued = client.create_key(spec, deadline=b.deadline())
+    except CreateOutcomeUnknown as exc:
+        # The key may exist: the WAL entry stays, and rollback finds and deletes it by name.
+        log.warning(
+            "create outcome unknown, left for WAL rollback: connection=%s role=%s name=%s",
+            conn.name,
+            role.name,
+            spec.name,
+        )
+        raise errors.for_request(exc, connection=conn.name, action="creating a key") from None
+    except ProviderError as exc:
+        delete_wal(storage, wal_id)  # a definitive failure: nothing was created
+        raise errors.for_request(exc, connection=conn.name, action="creating a key") from None
+
+    record = IssuedKeyRecord(
+        connection=conn.name,
+        provider=conn.provider,
+        key_id=issued.key_id,
+        scope=issued.scope,
+        role=role.name,
+        key_name=issued.key_name,
+        issued_at=now,
+        ttl=ttl,
+        lease_expires_at=now + max_ttl,
+        provider_expires_at=issued.expires_at.timestamp() if spec.expires_at and issued.expires_at else None,
+    )
+    try:
+        put_json(storage, record.key, record.to_storage())
+    except Exception:
+        # No lease will own the key: delete it now. If that fails too, the WAL entry covers it.
+        _discard(b, client, issued, conn)
+        raise
+    ref = LeaseRef(
+        connection=conn.name,
+        provider=conn.provider,
+        key_id=issued.key_id,
+        scope=issued.scope,
+        role=role.name,
+        key_name=issued.key_name,
+    )
+    resp = b.api_key.response(_data(issued, ref, spec), ref.to_internal(), ttl=ttl, max_ttl=max_ttl)
+    delete_wal(storage, wal_id)
+    log.info(
+        "issued key: connection=%s role=%s key_id=%s name=%s ttl=%d max_ttl=%d",
+        conn.name,
+        role.name,
+        issued.key_id,
+        issued.key_name,
+        ttl,
+        max_ttl,
+    )
+    return resp
+
+
+def _key_spec(
+    b: LLMBackend,
+    req: Request,
+    role: Role,
+    conn: ConnectionConfig,
+    client: ProviderClient,
+    *,
+    ttl: int,
+    max_ttl: int,
+    now: float,
+) -> KeySpec:
+    caps = client.capabilities
+    expires_at: datetime | None = None
+    if caps.expiry:
+        # Extendable: expire shortly after the current lease end (renew pushes it). Otherwise shortly
+        # after the longest the lease can last.
+        horizon = ttl if caps.extend_expiry else max_ttl
+        expires_at = datetime.fromtimestamp(now + horizon + b.provider_expiry_grace, UTC)
+    name = render_name(
+        b.mount_prefix,
+        role.name_template,
+        role=role.name,
+        connection=conn.name,
+        display_name=req.display_name,
+        unix_time=now,
+    )
+    return KeySpec(
+        name=name,
+        expires_at=expires_at,
+        spend_limit=role.spend_limit,
+        models=role.models,
+        metadata=role.metadata,
+        project_id=role.project_id,
+    )
+
+
+def _data(issued: IssuedKey, ref: LeaseRef, spec: KeySpec) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "api_key": issued.api_key.reveal(),
+        "key_id": ref.key_id,
+        "key_name": ref.key_name,
+        "provider": ref.provider,
+        "role": ref.role,
+        "connection": ref.connection,
+    }
+    if spec.expires_at is not None:
+        expires = issued.expires_at or spec.expires_at
+        data["expires_at"] = expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return data
+
+
+def _discard(b: LLMBackend, client: ProviderClient, issued: IssuedKey, conn: ConnectionConfig) -> None:
+    try:
+        client.delete_key(issued.key_id, scope=issued.scope, deadline=b.deadline())
+    except Exception:
+        log.exception(
+            "could not delete key %s after a storage failure; WAL rollback will retry", issued.key_id
+        )

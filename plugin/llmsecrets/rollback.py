@@ -1,0 +1,68 @@
+"""WAL rollback: settle creates that were interrupted (`WalKind.CREATE_KEY`).
+
+A `PendingCreate` WAL entry outlives its creds read only when the create's outcome is unknown (the
+provider may have made the key, but its secret never reached us) or the process died mid-read. The
+framework hands entries older than its minimum age (10 minutes) to `rollback`, which looks the key up
+at the provider by its exact, unique name and deletes every match (and its index entry, if any).
+A provider failure raises, so the framework keeps the entry for the next rollback run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from vaultplugin.framework import Request, WalRollback
+
+from llmsecrets.models import IssuedKeyRecord, PendingCreate, WalKind
+
+if TYPE_CHECKING:
+    from vaultplugin.framework import Storage
+
+    from llmsecrets.backend import LLMBackend
+
+log = logging.getLogger(__name__)
+
+
+class RollbackError(Exception):
+    """A pending create could not be settled now; the WAL entry is kept and retried."""
+
+
+def make_rollback(b: LLMBackend) -> WalRollback:
+    def rollback(req: Request, kind: str, data: dict[str, Any]) -> None:
+        if kind != WalKind.CREATE_KEY:
+            raise RollbackError(f"unknown WAL kind {kind!r}")
+        settle(b, b.storage_of(req), PendingCreate.from_wal(data))
+
+    return rollback
+
+
+def settle(b: LLMBackend, storage: Storage, pending: PendingCreate) -> list[str]:
+    """Delete every key named `pending.key_name` at the provider; return the deleted key ids.
+
+    Raises (ProviderError, RollbackError) when it cannot finish, so the entry is kept.
+    """
+    conn = b.connection(storage, pending.connection)
+    if conn is None:
+        raise RollbackError(
+            f"connection {pending.connection!r} no longer exists: cannot look for key {pending.key_name!r} "
+            f"at {pending.provider}; write config/{pending.connection} again to let the rollback finish"
+        )
+    if conn.provider != pending.provider:
+        raise RollbackError(f"connection {pending.connection!r} is no longer a {pending.provider} connection")
+    client = b.clients.get(conn)
+    found = client.find_keys(pending.key_name, scope=pending.scope or None, deadline=b.deadline())
+    deleted: list[str] = []
+    for key in found:
+        if key.name != pending.key_name:
+            continue  # a longer name that merely starts with this one
+        client.delete_key(key.key_id, scope=key.scope or pending.scope, deadline=b.deadline())
+        storage.delete(IssuedKeyRecord.storage_key(pending.connection, key.key_id))
+        deleted.append(key.key_id)
+    log.info(
+        "rolled back an interrupted create: connection=%s name=%s deleted=%d",
+        pending.connection,
+        pending.key_name,
+        len(deleted),
+    )
+    return deleted

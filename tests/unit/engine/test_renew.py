@@ -1,0 +1,63 @@
+"""Renew: the new TTL stays within max TTL; LiteLLM's provider-side expiry follows the lease."""
+
+from __future__ import annotations
+
+import pytest
+from engine_env import Env
+from vaultplugin.framework import BadRequest, UpstreamError
+
+
+def test_renew_extends_litellm_expiry(env: Env) -> None:
+    now = env.clock()
+    role = env.setup_provider("litellm")
+    resp = env.creds(role)
+    key_id = resp.data["key_id"]
+    out = env.renew(resp, increment=1800)
+    assert out.secret is not None and out.secret.ttl == 1800
+    key = env.emus["litellm"].find_key(key_id)
+    assert key is not None and key.expires_at is not None
+    assert abs(key.expires_at - (now + 1800 + 300)) < 3
+    # The renew response echoes data and internal data (Vault replaces what it stored with them).
+    assert out.data == resp.data
+    assert resp.secret is not None and out.secret.internal_data == resp.secret.internal_data
+
+
+def test_renew_caps_at_max_ttl(env: Env) -> None:
+    now = env.clock()
+    role = env.setup_provider("litellm")
+    resp = env.creds(role)
+    out = env.renew(resp, increment=7200)
+    assert out.secret is not None and out.secret.ttl == pytest.approx(3600, abs=1)
+    key = env.emus["litellm"].find_key(resp.data["key_id"])
+    assert key is not None and key.expires_at is not None
+    assert key.expires_at <= now + 3600 + 300 + 2
+
+
+def test_renew_ttl_shrinks_as_the_lease_ages(env: Env) -> None:
+    role = env.setup_provider("openrouter")
+    resp = env.creds(role)
+    env.clock.advance(3000)
+    out = env.renew(resp)
+    assert out.secret is not None and out.secret.ttl == pytest.approx(600, abs=1)
+    env.clock.advance(200)
+    out = env.renew(resp, increment=900)
+    assert out.secret is not None and out.secret.ttl == pytest.approx(400, abs=1)
+    env.clock.advance(500)
+    with pytest.raises(BadRequest, match="max TTL"):
+        env.renew(resp)
+
+
+def test_renew_of_revoked_key_is_refused(env: Env) -> None:
+    role = env.setup_provider("openrouter")
+    resp = env.creds(role)
+    env.revoke(resp)
+    with pytest.raises(BadRequest, match="no longer live"):
+        env.renew(resp)
+
+
+def test_renew_during_litellm_outage_is_502(env: Env) -> None:
+    role = env.setup_provider("litellm")
+    resp = env.creds(role)
+    env.emus["litellm"].faults.server_error(times=None, op="update")
+    with pytest.raises(UpstreamError):
+        env.renew(resp, increment=600)
