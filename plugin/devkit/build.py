@@ -60,3 +60,13 @@ def build_plugin(
 
 def project_packages(*names: str) -> dict[str, Path]:
     return {name: PLUGIN_ROOT / name for name in names}
+
+
+ENGINE_NAME = "vault-plugin-secrets-llm"
+
+
+def build_engine(outdir: Path, python: str = sys.executable) -> tuple[Path, str]:
+    """The LLM secrets engine as a plugin executable named vault-plugin-secrets-llm."""
+    return build_plugin(
+        outdir, ENGINE_NAME, "llmsecrets.main:main", project_packages("vaultplugin", "llmsecrets"), python
+    )
