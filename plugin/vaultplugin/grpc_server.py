@@ -136,14 +136,30 @@ class _Connection:
     # ---- reading ------------------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        """Run by the connection's first thread: handshake, then become the reader."""
         try:
             self._handshake()
             with self._lock:
                 self._flush_locked()  # our SETTINGS
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
+            log.debug("host connection refused: %s", exc)
+            self._close()
+            return
+        self._read()
+
+    def _read(self) -> None:
+        """Read until a call is ready, then hand reading over and run the call in this thread.
+
+        Leader/follower: the thread that read a request runs it while a pool thread takes over the socket,
+        so waking a thread is off the request's critical path. Calls marked inline (never blocking) run
+        without a hand-over.
+        """
+        try:
             while True:
                 data = self._raw.recv(_RECV)
                 if not data:
-                    return
+                    break
                 ready: list[tuple[int, _Stream, bytes]] = []
                 with self._lock:
                     self._incoming.write(data)
@@ -153,15 +169,26 @@ class _Connection:
                         self._on_event(event, ready)
                     self._flush_locked()
                     self._lock.notify_all()  # writers waiting for flow-control window
-                for stream_id, stream, message in ready:
-                    self._start_call(stream_id, stream, message)
                 if clear is None or self._h2.closed:
+                    break
+                blocking: list[tuple[int, Method, Any]] = []
+                for stream_id, stream, message in ready:
+                    call = self._decode_call(stream_id, stream, message)
+                    if call is None:
+                        continue
+                    if call[1].inline is not None and call[1].inline(call[2]):
+                        self._run_unary(*call)
+                    else:
+                        blocking.append(call)
+                if blocking:
+                    self._server.submit(self._read)  # a follower reads from now on
+                    for call in blocking[1:]:
+                        self._server.submit(self._run_unary, *call)
+                    self._run_unary(*blocking[0])
                     return
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError, http2.ProtocolError) as exc:
-            # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
             log.debug("host connection closed: %s", exc)
-        finally:
-            self._close()
+        self._close()
 
     def _read_clear(self) -> bytes | None:
         """Decrypt everything buffered; None when the peer closed the TLS session."""
@@ -217,22 +244,18 @@ class _Connection:
         elif kind == "goaway":
             self._alive = False
 
-    def _start_call(self, stream_id: int, stream: _Stream, message: bytes) -> None:
-        """Run a call whose request is complete. Called by the reader thread without the lock held."""
+    def _decode_call(self, stream_id: int, stream: _Stream, message: bytes) -> tuple[int, Method, Any] | None:
+        """The unary call a complete request makes; a server stream is started on a thread of its own."""
         method = stream.method
         assert method is not None
         if method.kind is not Kind.UNARY:
             self._server.spawn(self._run_server_stream, stream_id, stream, message)
-            return
+            return None
         try:
-            request = method.request_type.FromString(message)
+            return stream_id, method, method.request_type.FromString(message)
         except Exception:
             self.finish(stream_id, Status.INTERNAL, "malformed request message")
-            return
-        if method.inline is not None and method.inline(request):
-            self._run_unary(stream_id, method, request)
-        else:
-            self._server.submit(self._run_unary, stream_id, method, request)
+            return None
 
     # ---- running handlers ---------------------------------------------------------------------------------
 
@@ -342,10 +365,14 @@ class _Connection:
 class GrpcServer:
     """Accepts the host's connections on a unix socket and serves `methods` ("/pkg.Service/Method")."""
 
-    def __init__(self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = 16) -> None:
+    def __init__(
+        self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], threads: int = 256
+    ) -> None:
         self.methods = methods
         self._ctx = ctx
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-worker")
+        # One pool for readers and calls alike (a reader becomes a caller on hand-over). Idle threads are
+        # reused; the bound is far above what one host opens, so a blocked reader can never starve a call.
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
         self._sock.listen(64)
@@ -361,7 +388,8 @@ class GrpcServer:
             self.spawn(_Connection(self, raw, self._ctx).serve)
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._pool.submit(fn, *args)
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: the process is exiting
+            self._pool.submit(fn, *args)
 
     @staticmethod
     def spawn(fn: Callable[..., None], *args: Any) -> None:

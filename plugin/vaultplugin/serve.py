@@ -28,8 +28,6 @@ MAGIC_COOKIE_KEY = "VAULT_BACKEND_PLUGIN"
 MAGIC_COOKIE_VALUE = "6669da05-b1c8-4f49-97d9-c8e5bed98e20"
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSION = 5
-# Concurrent requests from the host (provider calls can take a while); streams have threads of their own.
-GRPC_WORKERS = 32
 _PARENT_POLL_SECONDS = 0.5
 
 
@@ -91,9 +89,7 @@ def serve(factory: BackendFactory, version: str) -> None:
     plugin = PluginServer(factory, version, broker, shutdown)
 
     tls_path = private_dir / "plugin.sock"
-    server = GrpcServer(
-        str(tls_path), server_context(cert, host_cert, private_dir), plugin.methods(), GRPC_WORKERS
-    )
+    server = GrpcServer(str(tls_path), server_context(cert, host_cert, private_dir), plugin.methods())
 
     line = f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{tls_path}|grpc|{cert.handshake_b64}\n"
     os.write(handshake_fd, line.encode())
