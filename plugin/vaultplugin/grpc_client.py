@@ -9,6 +9,7 @@ decrypt, decode. Connections are pooled; each is used by one thread at a time.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -43,6 +44,23 @@ class _Connection:
         self.broken = True
         with contextlib.suppress(OSError):
             self.sock.close()
+
+    def still_usable(self) -> bool:
+        """For a pooled connection: process what the host sent while it was idle (a GOAWAY, a close)."""
+        try:
+            while select.select([self.sock], [], [], 0)[0] or self.sock.pending():
+                self.sock.settimeout(0)
+                data = self.sock.recv(_RECV)
+                if not data:
+                    return False
+                for event in self.h2.receive(data):
+                    if event[0] == "goaway":
+                        return False
+                self.sock.settimeout(5.0)
+                self._flush()  # e.g. the acknowledgement of new SETTINGS
+        except (OSError, ssl.SSLError, http2.ProtocolError):
+            return False
+        return not self.h2.closed
 
     def _flush(self) -> None:
         data = self.h2.take_output()
@@ -151,6 +169,9 @@ class UnaryClient:
         for attempt in range(2):
             with self._lock:
                 pooled = self._idle.pop() if self._idle else None
+            if pooled is not None and not pooled.still_usable():
+                pooled.close()
+                pooled = None
             conn = pooled
             try:
                 if conn is None:

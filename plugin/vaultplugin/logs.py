@@ -61,5 +61,5 @@ def configure(stream: TextIO | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, "WARNING" if level == "WARN" else level, logging.INFO))
     # Libraries' request logs (httpx logs URLs at info) add noise, not facts.
-    for noisy in ("httpx", "httpcore", "grpc"):
+    for noisy in ("httpx", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

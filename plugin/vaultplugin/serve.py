@@ -54,8 +54,7 @@ def _check_environment() -> str:
     return host_cert
 
 
-def _watch_parent(shutdown: threading.Event) -> None:
-    parent = os.getppid()
+def _watch_parent(parent: int, shutdown: threading.Event) -> None:
     while not shutdown.wait(_PARENT_POLL_SECONDS):
         if os.getppid() != parent:
             log.warning("the Vault process that started this plugin is gone; exiting")
@@ -71,6 +70,7 @@ def _exit_after_failed_setup(plugin: PluginServer, shutdown: threading.Event) ->
 
 def serve(factory: BackendFactory, version: str) -> None:
     """Serve the backend made by `factory` until the host stops us; then exit the process."""
+    parent = os.getppid()  # read first: a parent that dies during start-up must still be noticed
     # Keep the real stdout for the handshake only; anything else printed goes to stderr instead.
     handshake_fd = os.dup(1)
     os.dup2(2, 1)
@@ -95,7 +95,7 @@ def serve(factory: BackendFactory, version: str) -> None:
     os.write(handshake_fd, line.encode())
     log.debug("plugin serving", extra={"startup_ms": round((time.monotonic() - started) * 1000, 1)})
 
-    threading.Thread(target=_watch_parent, args=(shutdown,), name="parent-watch", daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(parent, shutdown), name="parent-watch", daemon=True).start()
     threading.Thread(target=_exit_after_failed_setup, args=(plugin, shutdown), daemon=True).start()
 
     shutdown.wait()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from google.protobuf import empty_pb2
 
 from vaultplugin.broker import Broker
-from vaultplugin.framework.errors import BadRequest
+from vaultplugin.framework.errors import BadRequest, ErrType
 from vaultplugin.framework.logical import Request, Response, SpecialPaths, Storage, SystemView
 from vaultplugin.grpc_server import Kind, Method
 from vaultplugin.host_services import GrpcStorage, GrpcSystemView
@@ -111,6 +111,10 @@ class PluginServer:
                 if resp is None
                 else pb.HandleRequestReply(response=response_to_pb(resp))
             )
+        except BadRequest as exc:
+            # As Go engines answer bad input (logical.ErrorResponse): Vault replies 400 with exactly this
+            # message, where an error reply would reach the caller wrapped as "1 error occurred: ...".
+            return pb.HandleRequestReply(response=response_to_pb(Response(data={"error": exc.message})))
         except Exception as exc:
             return pb.HandleRequestReply(
                 err=error_to_pb(exc, f"{args.request.operation} {args.request.path}")
@@ -122,7 +126,11 @@ class PluginServer:
             found, exists = backend.handle_existence_check(request_from_pb(args.request, storage))
             return pb.HandleExistenceCheckReply(check_found=found, exists=exists)
         except Exception as exc:
-            return pb.HandleExistenceCheckReply(err=error_to_pb(exc, f"existence check {args.request.path}"))
+            err = error_to_pb(exc, f"existence check {args.request.path}")
+            if err.err_type == ErrType.BAD_REQUEST:
+                # Vault passes only a "user error" from an existence check on as a 400; any other is a 500.
+                err.err_type = ErrType.USER_ERROR
+            return pb.HandleExistenceCheckReply(err=err)
 
     def special_paths(self, _args: Any) -> Any:
         backend, _ = self._require_backend()
@@ -142,6 +150,8 @@ class PluginServer:
                 self._backend.cleanup()
             except Exception as exc:
                 log.error("backend cleanup failed", exc_info=exc)
+        # The host now stops its broker server gracefully, which waits for our idle connections to close.
+        self._broker.close()
         return pb.Empty()
 
     def invalidate_key(self, args: Any) -> Any:
