@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -71,6 +72,9 @@ def _exit_after_failed_setup(plugin: PluginServer, shutdown: threading.Event) ->
 def serve(factory: BackendFactory, version: str) -> None:
     """Serve the backend made by `factory` until the host stops us; then exit the process."""
     parent = os.getppid()  # read first: a parent that dies during start-up must still be noticed
+    # A Ctrl-C at the server's terminal reaches its whole process group: the host stops us (Shutdown,
+    # or we notice it is gone), as go-plugin plugins do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Keep the real stdout for the handshake only; anything else printed goes to stderr instead.
     handshake_fd = os.dup(1)
     os.dup2(2, 1)
