@@ -52,6 +52,9 @@ PROVIDER_EXPIRY_GRACE = 300
 SWEEP_INTERVAL = 300
 MIN_ORPHAN_AGE = 600
 EXPIRED_GRACE = 120
+# Least age of a WAL entry before the rollback settles it (the framework's default: 10 minutes, far longer
+# than any create may take). Only tests lower it, through main.py's LLMSECRETS_WAL_MIN_AGE_SECONDS.
+WAL_MIN_AGE = 600.0
 
 BACKEND_HELP = """\
 The LLM secrets engine issues short-lived API keys for LLM providers (OpenAI, OpenRouter,
@@ -81,6 +84,7 @@ class LLMBackend(Backend):
         request_timeout: float = REQUEST_TIMEOUT,
         provider_expiry_grace: int = PROVIDER_EXPIRY_GRACE,
         sweep_defaults: SweepConfig | None = None,
+        wal_min_age_seconds: float = WAL_MIN_AGE,
     ) -> None:
         self.clients = ClientCache(transport_factory, retry)
         self.request_timeout = request_timeout
@@ -109,6 +113,7 @@ class LLMBackend(Backend):
             periodic=self.sweeper.periodic,
             wal_rollback=rollback.make_rollback(self),
             wal_kinds=[WalKind.CREATE_KEY],
+            wal_min_age_seconds=wal_min_age_seconds,
             invalidate=self._on_invalidate,
             clean=self._on_clean,
             running_version=VERSION,
@@ -237,6 +242,7 @@ def new_backend(
     sweep_interval: int = SWEEP_INTERVAL,
     min_orphan_age: int = MIN_ORPHAN_AGE,
     expired_grace: int = EXPIRED_GRACE,
+    wal_min_age_seconds: float = WAL_MIN_AGE,
 ) -> LLMBackend:
     """Build the engine's backend (the factory `serve` calls once per mount).
 
@@ -245,6 +251,7 @@ def new_backend(
     - `clock`: unix time, injectable so tests can age WAL entries, leases and orphans.
     - `retry`: the provider clients' retry policy (tests pass one that does not sleep).
     - `sweep_interval`, `min_orphan_age`, `expired_grace`: defaults of `tidy/config` (seconds).
+    - `wal_min_age_seconds`: how old a pending create's WAL entry must be before the rollback settles it.
     """
     return LLMBackend(
         transport_factory=transport_factory,
@@ -255,4 +262,5 @@ def new_backend(
         sweep_defaults=SweepConfig(
             interval=sweep_interval, min_orphan_age=min_orphan_age, expired_grace=expired_grace
         ),
+        wal_min_age_seconds=wal_min_age_seconds,
     )
