@@ -110,7 +110,10 @@ def paths(b: LLMBackend) -> list[Path]:
         conn = b.connection(storage, d.get_str("name"))
         if conn is None:
             return None
-        return Response(data=_view(conn, live_keys=len(_live_key_ids(storage, conn.name))))
+        view = _view(conn, live_keys=len(_live_key_ids(storage, conn.name)))
+        # The prefix of every key this mount creates; no Vault API shows the UUID it comes from.
+        view["key_name_prefix"] = b.mount_prefix
+        return Response(data=view)
 
     def write(req: Request, d: FieldData) -> Response | None:
         storage = b.storage_of(req)

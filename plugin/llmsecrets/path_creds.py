@@ -53,7 +53,8 @@ Returns:
     api_key      the provider API key (shown once; the engine does not keep it)
     key_id       the provider's id for the key (OpenAI service account id, OpenRouter hash,
                  LiteLLM token id)
-    key_name     the key's name at the provider: vault-<8 hex of this mount's UUID>-<name_template>
+    key_name     the key's name at the provider: this mount's prefix vault-<8 hex>- (key_name_prefix
+                 in a config read) followed by the role's name_template
     provider     openai, openrouter or litellm
     role         the role read
     connection   the connection the key was minted through

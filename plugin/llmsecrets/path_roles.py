@@ -87,8 +87,8 @@ Per-key controls by provider (a role asking for one its provider cannot enforce 
 
 On update, fields that are not sent keep their stored values.
 
-Key names at the provider are vault-<8 hex of this mount's UUID>-<name_template>; the default template
-is {DEFAULT_NAME_TEMPLATE}.
+Key names at the provider are this mount's prefix vault-<8 hex>- (key_name_prefix in a config read)
+followed by <name_template>; the default template is {DEFAULT_NAME_TEMPLATE}.
 
 Example:
     bao write llm/roles/ci connection=openrouter ttl=15m max_ttl=1h spend_limit=5

@@ -74,7 +74,7 @@ def paths(b: LLMBackend) -> list[Path]:
             report = b.sweeper.run(b.storage_of(req))
         except SweepBusy as exc:
             raise CodedError(503, f"tidy: {exc}; try again shortly") from None
-        return Response(data=report.to_response())
+        return Response(data={**report.to_response(), "key_name_prefix": b.mount_prefix})
 
     def read_config(req: Request, d: FieldData) -> Response:
         config = b.sweep_config(b.storage_of(req))

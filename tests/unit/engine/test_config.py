@@ -147,3 +147,14 @@ def test_invalidate_drops_cached_connection(env: Env) -> None:
     env.backend.invalidate("config/openrouter")
     with pytest.raises(BadRequest, match="allowed_roles"):
         env.creds(role)
+
+
+def test_read_shows_the_prefix_every_issued_key_name_carries(env: Env) -> None:
+    # No Vault API shows the backend UUID the prefix comes from: the config read is where operators find it.
+    env.setup_provider("openrouter")
+    issued = env.creds("openrouter-role")
+    resp = env.read("config/openrouter")
+    assert resp is not None
+    prefix = resp.data["key_name_prefix"]
+    assert prefix.startswith("vault-") and len(prefix) == len("vault-12345678-")
+    assert issued.data["key_name"].startswith(prefix)
