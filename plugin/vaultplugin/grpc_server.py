@@ -3,8 +3,9 @@
 Why not grpcio's server: grpcio's TLS cannot verify the host's P-521 certificate, so it would need a
 TLS-to-plaintext bridge, and every call would then cross five threads (bridge, grpc core, dispatcher,
 worker, back). Here one reader thread per connection owns the TLS state (`ssl` memory BIOs) and the HTTP/2
-state; unary calls run on a worker pool (or inline when they never block) and write their replies under
-the connection's lock. Long-lived streams (the broker's StartStream, StreamStdio) get threads of their own.
+state; unary calls run on a worker pool (or on the reader when they never block) and write their replies
+under the connection's lock. Long-lived streams (the broker's StartStream, StreamStdio) get threads of
+their own.
 """
 
 from __future__ import annotations
@@ -136,30 +137,15 @@ class _Connection:
     # ---- reading ------------------------------------------------------------------------------------------
 
     def serve(self) -> None:
-        """Run by the connection's first thread: handshake, then become the reader."""
+        """The connection's reader thread: handshake, then read frames and start calls until the host goes."""
         try:
             self._handshake()
             with self._lock:
                 self._flush_locked()  # our SETTINGS
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
-            # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
-            log.debug("host connection refused: %s", exc)
-            self._close()
-            return
-        self._read()
-
-    def _read(self) -> None:
-        """Read until a call is ready, then hand reading over and run the call in this thread.
-
-        Leader/follower: the thread that read a request runs it while a pool thread takes over the socket,
-        so waking a thread is off the request's critical path. Calls marked inline (never blocking) run
-        without a hand-over.
-        """
-        try:
             while True:
                 data = self._raw.recv(_RECV)
                 if not data:
-                    break
+                    return
                 ready: list[tuple[int, _Stream, bytes]] = []
                 with self._lock:
                     self._incoming.write(data)
@@ -169,9 +155,6 @@ class _Connection:
                         self._on_event(event, ready)
                     self._flush_locked()
                     self._lock.notify_all()  # writers waiting for flow-control window
-                if clear is None or self._h2.closed:
-                    break
-                blocking: list[tuple[int, Method, Any]] = []
                 for stream_id, stream, message in ready:
                     call = self._decode_call(stream_id, stream, message)
                     if call is None:
@@ -179,16 +162,14 @@ class _Connection:
                     if call[1].inline is not None and call[1].inline(call[2]):
                         self._run_unary(*call)
                     else:
-                        blocking.append(call)
-                if blocking:
-                    self._server.submit(self._read)  # a follower reads from now on
-                    for call in blocking[1:]:
                         self._server.submit(self._run_unary, *call)
-                    self._run_unary(*blocking[0])
+                if clear is None or self._h2.closed:
                     return
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError, http2.ProtocolError) as exc:
+            # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
             log.debug("host connection closed: %s", exc)
-        self._close()
+        finally:
+            self._close()
 
     def _read_clear(self) -> bytes | None:
         """Decrypt everything buffered; None when the peer closed the TLS session."""
@@ -365,14 +346,11 @@ class _Connection:
 class GrpcServer:
     """Accepts the host's connections on a unix socket and serves `methods` ("/pkg.Service/Method")."""
 
-    def __init__(
-        self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], threads: int = 256
-    ) -> None:
+    def __init__(self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = 32) -> None:
         self.methods = methods
         self._ctx = ctx
-        # One pool for readers and calls alike (a reader becomes a caller on hand-over). Idle threads are
-        # reused; the bound is far above what one host opens, so a blocked reader can never starve a call.
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
+        # Calls run here; each connection's reader and each long-lived stream has a thread of its own.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-call")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
         self._sock.listen(64)

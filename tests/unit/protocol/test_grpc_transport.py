@@ -40,8 +40,8 @@ def endpoint(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, ssl.SSLConte
         "/pb.Storage/Put": Method(Kind.UNARY, pb.StoragePutArgs, _put),
         "/pb.Storage/Inline": Method(Kind.UNARY, pb.StorageGetArgs, _echo, inline=lambda _r: True),
     }
-    # A small pool: 8 concurrent client connections need 8 readers plus the calls in flight.
-    server = GrpcServer(path, server_context(plugin, host.cert_pem.decode(), tmp_path), methods, threads=12)
+    # Fewer workers than concurrent callers: calls queue, readers have threads of their own.
+    server = GrpcServer(path, server_context(plugin, host.cert_pem.decode(), tmp_path), methods, workers=3)
     good = client_context(host, plugin.cert_pem.decode(), tmp_path)
     stranger = client_context(generate_plugin_certificate(), plugin.cert_pem.decode(), tmp_path)
     try:
