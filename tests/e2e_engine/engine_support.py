@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from devkit.bao import BaoServer
+from devkit.bao import BaoServer, is_gone
 from devkit.build import build_engine
 from llm_emulators import LiteLLMEmulator, OpenAIEmulator, OpenRouterEmulator
 from llm_emulators.core import Emulator, EmulatorServer
@@ -65,23 +65,7 @@ def start_server(workdir: Path, engine: BuiltEngine, env: list[str] | None = Non
 
 def plugin_pids(server: BaoServer, engine: BuiltEngine) -> list[int]:
     """PIDs of the live children of `server` that run the engine file."""
-    if server.proc is None:
-        return []
-    found = []
-    for child in psutil.Process(server.proc.pid).children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and any(str(engine.path) in a for a in child.cmdline()):
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    return [p.pid for p in server.plugin_processes(engine.path)]
 
 
 def stop_server(server: BaoServer, engine: BuiltEngine) -> list[int]:
