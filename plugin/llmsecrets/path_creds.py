@@ -110,7 +110,14 @@ def paths(b: LLMBackend) -> list[Path]:
 
 
 def lease_ttls(b: LLMBackend, role: Role) -> tuple[int, int]:
-    """(ttl, max_ttl) in seconds: the role's, defaulting to and capped by the mount's."""
+    """(ttl, max_ttl) in seconds: the role's, defaulting to and capped by the mount's.
+
+    The mount's values cost two calls to Vault, so they are asked for only when the role leaves a TTL
+    unset. A role's max_ttl was checked against the mount's on write; if the mount was tuned lower since,
+    Vault caps the lease itself, and the provider-side backstop merely ends later than the lease.
+    """
+    if role.ttl and role.max_ttl:
+        return min(role.ttl, role.max_ttl), role.max_ttl
     mount_default = int(b.system.default_lease_ttl())
     mount_max = int(b.system.max_lease_ttl())
     max_ttl = role.max_ttl or mount_max

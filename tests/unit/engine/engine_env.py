@@ -47,11 +47,14 @@ class FakeClock:
 class FakeSystem:
     default_ttl: float = MOUNT_DEFAULT_TTL
     max_ttl: float = MOUNT_MAX_TTL
+    calls: int = 0
 
     def default_lease_ttl(self) -> float:
+        self.calls += 1
         return self.default_ttl
 
     def max_lease_ttl(self) -> float:
+        self.calls += 1
         return self.max_ttl
 
 

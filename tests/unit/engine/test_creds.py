@@ -138,9 +138,20 @@ def test_minimal_storage_calls_per_read(env: Env) -> None:
             calls.append(("list", prefix))
             return real.list(prefix)
 
+    env.system.calls = 0
     env.backend.handle_request(Request(operation=Operation.READ, path=f"creds/{role}", storage=Counting()))
     ops = [(op, key.split("/")[0]) for op, key in calls]
     assert ops == [("put", "wal"), ("put", "keys"), ("delete", "wal")]
+    assert env.system.calls == 0  # the role sets both TTLs: no need to ask Vault for the mount's
+
+
+def test_a_role_without_ttls_takes_the_mounts(env: Env) -> None:
+    env.connect("openrouter")
+    env.role("openrouter", ttl="0", max_ttl="0")
+    env.system.default_ttl, env.system.max_ttl = 600, 1800
+    resp = env.creds("openrouter-role")
+    assert resp.secret is not None
+    assert (resp.secret.ttl, resp.secret.max_ttl) == (600, 1800)
 
 
 # --- create failures and the WAL ---------------------------------------------------------------------------
