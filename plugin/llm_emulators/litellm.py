@@ -98,7 +98,7 @@ _FIELD_TYPES: dict[str, tuple[type | tuple[type, ...], str, str]] = {
 class LiteLLMEmulator(Emulator):
     provider: ClassVar[str] = "litellm"
     path_prefix: ClassVar[str] = ""
-    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-emulator-default-master-key"
+    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-emulator:default-master-key"
     DEFAULT_LIST_SIZE: ClassVar[int] = 10
 
     # ---- records

@@ -61,7 +61,7 @@ def _error(
 class OpenAIEmulator(Emulator):
     provider: ClassVar[str] = "openai"
     path_prefix: ClassVar[str] = "/v1"
-    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-admin-emulator-default-test-key"
+    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-admin-emulator:default-test-key"
     DEFAULT_LIST_LIMIT: ClassVar[int] = 20
 
     def __init__(

@@ -53,7 +53,7 @@ def _is_number(value: Any) -> bool:
 class OpenRouterEmulator(Emulator):
     provider: ClassVar[str] = "openrouter"
     path_prefix: ClassVar[str] = "/api/v1"
-    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-or-v1-emulator-default-management-key"
+    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-or-v1-emulator:default-management-key"
 
     # ---- records
 
