@@ -27,6 +27,9 @@ from vaultplugin.wire import error_to_pb, request_from_pb, response_to_pb
 log = logging.getLogger(__name__)
 
 BACKEND_TYPE_LOGICAL = 1
+# Vault's expiration manager reads an error *response* to a renew or revoke as a failure whose message is
+# a dump of the response; an error reply keeps its status (400) and message.
+_LEASE_OPERATIONS = ("renew", "revoke")
 
 
 class PluginBackend(Protocol):
@@ -112,6 +115,10 @@ class PluginServer:
                 else pb.HandleRequestReply(response=response_to_pb(resp))
             )
         except BadRequest as exc:
+            if args.request.operation in _LEASE_OPERATIONS:
+                return pb.HandleRequestReply(
+                    err=error_to_pb(exc, f"{args.request.operation} {args.request.path}")
+                )
             # As Go engines answer bad input (logical.ErrorResponse): Vault replies 400 with exactly this
             # message, where an error reply would reach the caller wrapped as "1 error occurred: ...".
             return pb.HandleRequestReply(response=response_to_pb(Response(data={"error": exc.message})))
