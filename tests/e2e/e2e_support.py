@@ -9,14 +9,12 @@ import contextlib
 import itertools
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hvac
 import psutil
-import pytest
 import requests
 from devkit.bao import BaoServer, is_gone
 from devkit.build import build_plugin, project_packages
@@ -55,18 +53,6 @@ def start_server(workdir: Path, plugin: BuiltPlugin) -> BaoServer:
 
 def plugin_processes(server: BaoServer, plugin: BuiltPlugin) -> list[psutil.Process]:
     return server.plugin_processes(plugin.path)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def kill_leftovers(pids: list[int], timeout: float) -> list[int]:

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from e2e_support import Mount, wait_for
+from devkit.waiting import wait_for
+from e2e_support import Mount
 
 pytestmark = pytest.mark.timeout(90)
 

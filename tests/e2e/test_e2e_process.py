@@ -12,6 +12,7 @@ from collections.abc import Callable
 import hvac
 import psutil
 import pytest
+from devkit.waiting import wait_for
 from e2e_support import (
     PLUGIN_NAME,
     Api,
@@ -21,7 +22,6 @@ from e2e_support import (
     is_gone,
     kill_leftovers,
     unique_mount_name,
-    wait_for,
 )
 from testbackend import FAIL_SETUP_OPTION, SETUP_REJECTED
 

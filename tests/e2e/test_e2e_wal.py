@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 import pytest
-from e2e_support import Mount, is_gone, unique_mount_name, wait_for
+from devkit.waiting import wait_for
+from e2e_support import Mount, is_gone, unique_mount_name
 from testbackend import WAL_KIND
 
 WAL_MIN_AGE = 1.0  # the test backend's wal_min_age_seconds

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import psutil
-import pytest
 from devkit.bao import BaoServer, is_gone
 from devkit.build import build_engine
 from llm_emulators import LiteLLMEmulator, OpenAIEmulator, OpenRouterEmulator
@@ -111,18 +110,6 @@ class VaultApi:
 
 def errors_of(body: dict[str, Any]) -> str:
     return " ".join(str(e) for e in body.get("errors", []))
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- providers -----------------------------------------------------------------------------------------

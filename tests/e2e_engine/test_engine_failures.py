@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-from engine_support import PROVIDER_NAMES, WAL_MIN_AGE_SECONDS, EngineMount, errors_of, wait_for
+from devkit.waiting import wait_for
+from engine_support import PROVIDER_NAMES, WAL_MIN_AGE_SECONDS, EngineMount, errors_of
 from llm_emulators.core import Fault
 
 

@@ -12,7 +12,8 @@ import time
 
 import httpx
 import pytest
-from engine_support import PROVIDER_EXPIRY_GRACE, EngineMount, prefix_of, wait_for
+from devkit.waiting import wait_for
+from engine_support import PROVIDER_EXPIRY_GRACE, EngineMount, prefix_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,6 +25,7 @@ from signal import SIGHUP
 
 import pytest
 from devkit.bao import BaoServer
+from devkit.waiting import wait_for
 from engine_support import (
     PROVIDER_NAMES,
     BuiltEngine,
@@ -34,7 +35,6 @@ from engine_support import (
     engine_mount,
     start_server,
     stop_server,
-    wait_for,
 )
 from llm_emulators.core import Fault
 

@@ -21,7 +21,8 @@ import grpc
 import psutil
 import pytest
 from cryptography import x509
-from e2e_support import BuiltPlugin, is_gone, kill_leftovers, wait_for
+from devkit.waiting import wait_for
+from e2e_support import BuiltPlugin, is_gone, kill_leftovers
 from protocol_support import (
     MAGIC_COOKIE_KEY,
     Identity,
