@@ -18,6 +18,7 @@ from vaultplugin.framework import (
     Path,
     Request,
     Response,
+    list_leaves,
     list_wal,
 )
 from vaultplugin.framework.fields import NAME_RE
@@ -142,7 +143,7 @@ def paths(b: LLMBackend) -> list[Path]:
         b.delete_connection(storage, name)
 
     def list_configs(req: Request, d: FieldData) -> Response:
-        keys = [k for k in b.storage_of(req).list(CONFIG_PREFIX) if not k.endswith("/")]
+        keys = list_leaves(b.storage_of(req), CONFIG_PREFIX)
         return Response(data={"keys": sorted(keys)})
 
     return [
@@ -268,7 +269,7 @@ def _verify(b: LLMBackend, conn: ConnectionConfig) -> None:
 
 
 def _live_key_ids(storage: Storage, connection: str) -> list[str]:
-    return [k for k in storage.list(f"{KEYS_PREFIX}{connection}/") if not k.endswith("/")]
+    return list_leaves(storage, f"{KEYS_PREFIX}{connection}/")
 
 
 def _pending_creates(storage: Storage, connection: str) -> int:

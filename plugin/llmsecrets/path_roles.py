@@ -19,6 +19,7 @@ from vaultplugin.framework import (
     Path,
     Request,
     Response,
+    list_leaves,
 )
 
 from llmsecrets.models import ROLES_PREFIX, ConnectionConfig, Role
@@ -127,7 +128,7 @@ def paths(b: LLMBackend) -> list[Path]:
         b.delete_role(b.storage_of(req), d.get_str("name"))
 
     def list_roles(req: Request, d: FieldData) -> Response:
-        keys = [k for k in b.storage_of(req).list(ROLES_PREFIX) if not k.endswith("/")]
+        keys = list_leaves(b.storage_of(req), ROLES_PREFIX)
         return Response(data={"keys": sorted(keys)})
 
     return [

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vaultplugin.framework import Request, get_json, get_wal, list_wal, put_json
+from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_wal, put_json
 from vaultplugin.framework.wal import WalDecodeError
 
 from llmsecrets.models import (
@@ -151,7 +151,7 @@ class Sweeper:
         by_connection: dict[str, list[IssuedKeyRecord]] = {}
         for rec in index:
             by_connection.setdefault(rec.connection, []).append(rec)
-        names = {k for k in storage.list(CONFIG_PREFIX) if not k.endswith("/")} | set(by_connection)
+        names = set(list_leaves(storage, CONFIG_PREFIX)) | set(by_connection)
         scan_orphans = b.mount_known and not unreadable
         if not b.mount_known:
             report.notes.append("orphan scan skipped: the host gave this mount no backend UUID")

@@ -52,7 +52,7 @@ from vaultplugin.framework.path import (
     path_append,
 )
 from vaultplugin.framework.secret import SECRET_TYPE_KEY, SecretType
-from vaultplugin.framework.storage import InMemoryStorage, get_json, put_json
+from vaultplugin.framework.storage import InMemoryStorage, get_json, list_leaves, put_json
 from vaultplugin.framework.wal import WalEntry, WalRollback, delete_wal, get_wal, list_wal, put_wal
 
 __all__ = [
@@ -99,6 +99,7 @@ __all__ = [
     "generic_name_regex",
     "get_json",
     "get_wal",
+    "list_leaves",
     "list_pattern",
     "list_wal",
     "match_all_regex",

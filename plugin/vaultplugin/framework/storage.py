@@ -45,6 +45,11 @@ class InMemoryStorage:
             return sorted(self._data)
 
 
+def list_leaves(storage: Storage, prefix: str) -> list[str]:
+    """The entries directly under `prefix`, without the sub-folders `Storage.list` also returns."""
+    return [key for key in storage.list(prefix) if not key.endswith("/")]
+
+
 def get_json(storage: Storage, key: str) -> dict[str, Any] | None:
     raw = storage.get(key)
     if raw is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaultplugin.framework.logical import Request, Storage
-from vaultplugin.framework.storage import get_json, put_json
+from vaultplugin.framework.storage import get_json, list_leaves, put_json
 
 WAL_PREFIX = "wal/"
 
@@ -76,7 +76,7 @@ def delete_wal(storage: Storage, wal_id: str) -> None:
 
 
 def list_wal(storage: Storage) -> list[str]:
-    return [key for key in storage.list(WAL_PREFIX) if not key.endswith("/")]
+    return list_leaves(storage, WAL_PREFIX)
 
 
 def rollback_wal(
