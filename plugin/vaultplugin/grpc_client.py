@@ -9,6 +9,7 @@ decrypt, decode. Connections are pooled; each is used by one thread at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import socket
 import ssl
@@ -57,7 +58,7 @@ class _Connection:
                     if event[0] == "goaway":
                         return False
                 self.sock.settimeout(5.0)
-                self._flush()  # e.g. the acknowledgement of new SETTINGS
+                # What this queued (a SETTINGS or PING acknowledgement) leaves with the call that follows.
         except (OSError, ssl.SSLError, http2.ProtocolError):
             return False
         return not self.h2.closed
@@ -76,22 +77,15 @@ class _Connection:
         if not data:
             raise ConnectionError("the host closed the connection")
         events = self.h2.receive(data)
-        self._flush()  # settings acks, ping replies, window updates
+        if not self.h2.output_can_wait:
+            self._flush()  # settings acks, window updates; PING acks leave with this connection's next call
         return events
 
     def call(self, method: bytes, payload: bytes, deadline: float) -> bytes:
         stream_id = self.h2.new_stream()
         timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        headers = [
-            (b":method", b"POST"),
-            (b":scheme", b"https"),
-            (b":path", method),
-            (b":authority", b"localhost"),
-            (b"content-type", b"application/grpc"),
-            (b"te", b"trailers"),
-            (b"grpc-timeout", b"%dm" % timeout_ms),
-        ]
-        self.h2.send_headers(stream_id, http2.encode_headers(headers))
+        timeout = http2.encode_headers([(b"grpc-timeout", b"%dm" % timeout_ms)])
+        self.h2.send_headers(stream_id, _request_headers(method) + timeout)
         body = frame(payload)
         sent = 0
         while True:
@@ -127,6 +121,21 @@ class _Connection:
                         raise RpcError(f"the host reset the call (code {event[2]})", transient=True)
         finally:
             self.h2.close_stream(stream_id)
+
+
+@functools.cache
+def _request_headers(method: bytes) -> bytes:
+    """The header block of a call to `method`, but for its grpc-timeout (a few methods, each called often)."""
+    return http2.encode_headers(
+        [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":path", method),
+            (b":authority", b"localhost"),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+        ]
+    )
 
 
 def _decode(fields: dict[bytes, bytes], replies: list[bytes]) -> bytes:

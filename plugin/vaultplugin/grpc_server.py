@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import select
 import socket
 import ssl
 import threading
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 _RECV = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
 _FLOW_CONTROL_WAIT = 30.0
+# How long a PING acknowledgement may wait for a reply to ride on (see http2.Connection.output_can_wait).
+_PING_ACK_DELAY = 0.010
 _RESPONSE_HEADERS = http2.encode_headers([(b":status", b"200"), (b"content-type", b"application/grpc")])
 _OK_TRAILERS = http2.encode_headers([(b"grpc-status", b"0")])
 
@@ -143,6 +146,10 @@ class _Connection:
             with self._lock:
                 self._flush_locked()  # our SETTINGS
             while True:
+                # Only the reader queues PING acknowledgements, so a stale True costs one idle wait at most.
+                if self._h2.ping_acks_pending and not select.select([self._raw], [], [], _PING_ACK_DELAY)[0]:
+                    with self._lock:
+                        self._flush_locked()  # no reply came to carry them
                 data = self._raw.recv(_RECV)
                 if not data:
                     return
@@ -153,7 +160,8 @@ class _Connection:
                     events = self._h2.receive(clear) if clear else []
                     for event in events:
                         self._on_event(event, ready)
-                    self._flush_locked()
+                    if not self._h2.output_can_wait:
+                        self._flush_locked()
                     self._lock.notify_all()  # writers waiting for flow-control window
                 for stream_id, stream, message in ready:
                     call = self._decode_call(stream_id, stream, message)

@@ -4,7 +4,7 @@ Why not the `h2` library: it is general and careful, and so costs ~120 us of CPU
 a third of the plugin's whole budget per request. The peers here are fixed (Vault's grpc-go and this
 plugin, over a private mutual-TLS connection), so this module does only what gRPC needs: SETTINGS and
 their acknowledgement, PING replies, flow control in both directions, HEADERS (+CONTINUATION) decoded
-with `hpack`, DATA, RST_STREAM and GOAWAY. It never pushes, never prioritises, and encodes headers as
+by `header_decoder`, DATA, RST_STREAM and GOAWAY. It never pushes, never prioritises, and encodes headers as
 literals without indexing (valid HPACK that needs no encoder state).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-import hpack
+from vaultplugin.header_decoder import HeaderDecoder, HeaderDecodingError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -98,7 +98,8 @@ class Connection:
         self.client_side = client_side
         self._buf = bytearray()
         self._out = bytearray()
-        self._decoder = hpack.Decoder()
+        self._ping_acks = bytearray()
+        self._decoder = HeaderDecoder()
         self._continuing: tuple[int, int, bytearray] | None = (
             None  # (stream, flags, block) of an open header block
         )
@@ -125,9 +126,28 @@ class Connection:
         self._out += encode_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECEIVE_WINDOW - DEFAULT_WINDOW))
 
     def take_output(self) -> bytes:
-        out = bytes(self._out)
+        # PING acknowledgements go last. grpc-go pings after every DATA frame it receives unless a ping is
+        # outstanding (its bandwidth estimator); an acknowledgement read after the data in the same write
+        # means that data started no new ping.
+        out = bytes(self._out + self._ping_acks)
         self._out.clear()
+        self._ping_acks.clear()
         return out
+
+    @property
+    def output_can_wait(self) -> bool:
+        """True when all that is queued is PING acknowledgements, which may ride on the next write.
+
+        grpc-go sends a ping after each message it receives, for its bandwidth estimate. Answering each at
+        once costs both sides a TLS record, a write and a wake-up per message; an answer that waits for the
+        next reply costs nothing, and grpc-go sends no new ping until it has it. Nothing waits on our
+        answer: the host sets no keepalive on plugin connections, so only the estimate is delayed.
+        """
+        return not self._out
+
+    @property
+    def ping_acks_pending(self) -> bool:
+        return bool(self._ping_acks)
 
     # ---- sending ------------------------------------------------------------------------------------------
 
@@ -229,7 +249,7 @@ class Connection:
                 self.stream_send_window[stream_id] += increment
         elif kind == PING:
             if not flags & FLAG_ACK:
-                self._out += encode_frame(PING, FLAG_ACK, 0, payload)
+                self._ping_acks += encode_frame(PING, FLAG_ACK, 0, payload)
         elif kind == RST_STREAM:
             (code,) = struct.unpack(">I", payload)
             self.close_stream(stream_id)
@@ -273,8 +293,8 @@ class Connection:
         stream, first_flags, block = self._continuing
         self._continuing = None
         try:
-            headers = self._decoder.decode(bytes(block), raw=True)
-        except hpack.HPACKError as exc:
+            headers = self._decoder.decode(bytes(block))
+        except HeaderDecodingError as exc:
             raise ProtocolError(f"bad header block: {exc}") from None
         events.append(("headers", stream, headers, bool(first_flags & FLAG_END_STREAM)))
 

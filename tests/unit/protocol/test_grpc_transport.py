@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from vaultplugin import http2
 from vaultplugin.grpc_client import RpcError, UnaryClient
-from vaultplugin.grpc_framing import Status
+from vaultplugin.grpc_framing import Status, frame
 from vaultplugin.grpc_server import CallError, GrpcServer, Kind, Method
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
@@ -148,3 +150,48 @@ def test_a_pooled_connection_closed_by_the_peer_is_replaced(
         conn.sock.shutdown(socket.SHUT_RDWR)
     assert _get(client, "two").entry.value == b"two"
     client.close()
+
+
+def _frames(
+    sock: ssl.SSLSocket, until: Callable[[list[tuple[int, int, bytes]]], bool]
+) -> list[tuple[int, int, bytes]]:
+    """Read (type, flags, payload) frames from a raw HTTP/2 connection until `until(frames)` holds."""
+    buf, frames = b"", []
+    while not until(frames):
+        buf += sock.recv(65536)
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            length = int.from_bytes(buf[:3], "big")
+            frames.append((buf[3], buf[4], buf[9 : 9 + length]))
+            buf = buf[9 + length :]
+    return frames
+
+
+def _is_ack_of(payload: bytes) -> Callable[[tuple[int, int, bytes]], bool]:
+    return lambda f: f[0] == http2.PING and f[1] & http2.FLAG_ACK != 0 and f[2] == payload
+
+
+def test_a_ping_is_answered_with_the_next_reply_or_soon_after(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """grpc-go pings after each reply it reads; answers ride on our next reply (after its frames), or go
+    alone once the connection has been quiet for a moment."""
+    path, good, _ = endpoint
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(path)
+    raw.settimeout(5)
+    with good.wrap_socket(raw, server_hostname="localhost") as sock:
+        h2 = http2.Connection(client_side=True)
+        sock.sendall(h2.take_output() + http2.encode_frame(http2.PING, 0, 0, b"idle-one"))
+        started = time.monotonic()
+        _frames(sock, lambda fs: any(map(_is_ack_of(b"idle-one"), fs)))
+        assert time.monotonic() - started < 1.0
+
+        # A ping followed by a call: the reply's frames come first, then the answer.
+        stream = h2.new_stream()
+        h2.send_headers(stream, http2.encode_headers([(b":method", b"POST"), (b":path", b"/pb.Storage/Get")]))
+        h2.send_data(stream, frame(pb.StorageGetArgs(key="k").SerializeToString()), end_stream=True)
+        sock.sendall(http2.encode_frame(http2.PING, 0, 0, b"busy-two") + h2.take_output())
+        frames = _frames(sock, lambda fs: any(map(_is_ack_of(b"busy-two"), fs)))
+        ack_at = next(i for i, f in enumerate(frames) if _is_ack_of(b"busy-two")(f))
+        trailers_at = max(i for i, f in enumerate(frames) if f[0] == http2.HEADERS)
+        assert trailers_at < ack_at, frames
