@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vaultplugin.framework import (
     Backend,
@@ -93,7 +93,8 @@ class LLMBackend(Backend):
             interval=SWEEP_INTERVAL, min_orphan_age=MIN_ORPHAN_AGE, expired_grace=EXPIRED_GRACE
         )
         self._monotonic = retry.clock if retry is not None else time.monotonic
-        self._cache_lock = threading.RLock()
+        self._cache_lock = threading.Lock()
+        self._cache_generation = 0
         self._connections: dict[str, ConnectionConfig] = {}
         self._roles: dict[str, Role] = {}
         self._sweep_config: SweepConfig | None = None
@@ -133,6 +134,7 @@ class LLMBackend(Backend):
     def _on_clean(self) -> None:
         self.clients.clear()
         with self._cache_lock:
+            self._cache_generation += 1
             self._connections.clear()
             self._roles.clear()
             self._sweep_config = None
@@ -143,8 +145,7 @@ class LLMBackend(Backend):
         elif key.startswith(ROLES_PREFIX):
             self.forget_role(key.removeprefix(ROLES_PREFIX))
         elif key == SWEEP_CONFIG_KEY:
-            with self._cache_lock:
-                self._sweep_config = None
+            self.forget_sweep_config()
 
     # --- helpers for handlers ------------------------------------------------------------------------------
 
@@ -159,22 +160,33 @@ class LLMBackend(Backend):
         return req.storage
 
     # --- cached records ------------------------------------------------------------------------------------
+    # No lock is held across a storage call: a cooperative call (roles, config reads) is suspended there on
+    # the hub, where every call shares one thread. A load caches its record only if nothing was saved or
+    # forgotten while it read; a save writes storage first, then drops the cached copy.
 
     def _load(self, storage: Storage, key: str, cache: dict[str, _R], name: str, kind: type[_R]) -> _R | None:
         with self._cache_lock:
             hit = cache.get(name)
             if hit is not None:
                 return hit
-            raw = get_json(storage, key)
-            if raw is None:
-                return None
-            try:
-                record = kind.from_storage(raw)
-            except RecordError as exc:
-                log.error("stored record %s is unreadable: %s", key, exc)
-                raise VaultError(f"stored record {key} is unreadable; see the plugin's log") from None
-            cache[name] = record
-            return record
+            generation = self._cache_generation
+        raw = get_json(storage, key)
+        if raw is None:
+            return None
+        try:
+            record = kind.from_storage(raw)
+        except RecordError as exc:
+            log.error("stored record %s is unreadable: %s", key, exc)
+            raise VaultError(f"stored record {key} is unreadable; see the plugin's log") from None
+        with self._cache_lock:
+            if self._cache_generation == generation:
+                cache[name] = record
+        return record
+
+    def _forget(self, cache: dict[str, Any], name: str) -> None:
+        with self._cache_lock:
+            self._cache_generation += 1
+            cache.pop(name, None)
 
     def connection(self, storage: Storage, name: str) -> ConnectionConfig | None:
         return self._load(
@@ -182,53 +194,54 @@ class LLMBackend(Backend):
         )
 
     def save_connection(self, storage: Storage, conn: ConnectionConfig) -> None:
-        with self._cache_lock:
-            put_json(storage, ConnectionConfig.storage_key(conn.name), conn.to_storage())
-            self._connections.pop(conn.name, None)
-        self.clients.invalidate(conn.name)
+        put_json(storage, ConnectionConfig.storage_key(conn.name), conn.to_storage())
+        self.forget_connection(conn.name)
 
     def delete_connection(self, storage: Storage, name: str) -> None:
-        with self._cache_lock:
-            storage.delete(ConnectionConfig.storage_key(name))
-            self._connections.pop(name, None)
-        self.clients.invalidate(name)
+        storage.delete(ConnectionConfig.storage_key(name))
+        self.forget_connection(name)
 
     def forget_connection(self, name: str) -> None:
-        with self._cache_lock:
-            self._connections.pop(name, None)
+        self._forget(self._connections, name)
         self.clients.invalidate(name)
 
     def role(self, storage: Storage, name: str) -> Role | None:
         return self._load(storage, Role.storage_key(name), self._roles, name, Role)
 
     def save_role(self, storage: Storage, role: Role) -> None:
-        with self._cache_lock:
-            put_json(storage, Role.storage_key(role.name), role.to_storage())
-            self._roles.pop(role.name, None)
+        put_json(storage, Role.storage_key(role.name), role.to_storage())
+        self._forget(self._roles, role.name)
 
     def delete_role(self, storage: Storage, name: str) -> None:
-        with self._cache_lock:
-            storage.delete(Role.storage_key(name))
-            self._roles.pop(name, None)
+        storage.delete(Role.storage_key(name))
+        self._forget(self._roles, name)
 
     def forget_role(self, name: str) -> None:
-        with self._cache_lock:
-            self._roles.pop(name, None)
+        self._forget(self._roles, name)
 
     def sweep_config(self, storage: Storage) -> SweepConfig:
         with self._cache_lock:
-            if self._sweep_config is None:
-                raw = get_json(storage, SWEEP_CONFIG_KEY)
-                try:
-                    self._sweep_config = self.sweep_defaults if raw is None else SweepConfig.from_storage(raw)
-                except RecordError as exc:
-                    log.error("stored sweep config is unreadable (%s); using the defaults", exc)
-                    self._sweep_config = self.sweep_defaults
-            return self._sweep_config
+            if self._sweep_config is not None:
+                return self._sweep_config
+            generation = self._cache_generation
+        raw = get_json(storage, SWEEP_CONFIG_KEY)
+        try:
+            config = self.sweep_defaults if raw is None else SweepConfig.from_storage(raw)
+        except RecordError as exc:
+            log.error("stored sweep config is unreadable (%s); using the defaults", exc)
+            config = self.sweep_defaults
+        with self._cache_lock:
+            if self._cache_generation == generation:
+                self._sweep_config = config
+        return config
 
     def save_sweep_config(self, storage: Storage, config: SweepConfig) -> None:
+        put_json(storage, SWEEP_CONFIG_KEY, config.to_storage())
+        self.forget_sweep_config()
+
+    def forget_sweep_config(self) -> None:
         with self._cache_lock:
-            put_json(storage, SWEEP_CONFIG_KEY, config.to_storage())
+            self._cache_generation += 1
             self._sweep_config = None
 
 

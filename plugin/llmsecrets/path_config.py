@@ -149,7 +149,9 @@ def paths(b: LLMBackend) -> list[Path]:
     return [
         Path(
             "config/?$",
-            operations={Operation.LIST: OperationSpec(list_configs, summary="List connections.")},
+            operations={
+                Operation.LIST: OperationSpec(list_configs, summary="List connections.", cooperative=True)
+            },
             synopsis="List the provider connections.",
             description="Lists the names of the connections written to config/<name>.",
         ),
@@ -157,10 +159,14 @@ def paths(b: LLMBackend) -> list[Path]:
             r"config/(?P<name>.+)",
             fields=FIELDS,
             operations={
-                Operation.READ: OperationSpec(read, summary="Read a connection (never its admin key)."),
+                Operation.READ: OperationSpec(
+                    read, summary="Read a connection (never its admin key).", cooperative=True
+                ),
                 Operation.CREATE: OperationSpec(write, summary="Create a connection."),
                 Operation.UPDATE: OperationSpec(write, summary="Update a connection."),
-                Operation.DELETE: OperationSpec(delete, summary="Delete a connection with no live keys."),
+                Operation.DELETE: OperationSpec(
+                    delete, summary="Delete a connection with no live keys.", cooperative=True
+                ),
             },
             existence_check=exists,
             synopsis="Manage a provider connection: provider, admin key, base URL, allowed roles.",

@@ -1,18 +1,19 @@
-"""Blocking unary gRPC calls to the host over HTTP/2 (http2.py) and mutual TLS, in the caller's thread.
+"""Unary gRPC calls to the host over HTTP/2 (http2.py) and mutual TLS, made by the caller itself.
 
 Why not a grpcio channel: grpcio cannot verify the host's P-521 certificate, so it would need a TLS bridge,
 and every call would cross four threads (caller, grpc core, bridge, back). Storage calls sit on the path of
-every request, so this client does the whole call in the calling thread: encode, encrypt, send, wait,
-decrypt, decode. Connections are pooled; each is used by one thread at a time.
+every request, so this client does the whole call in the caller: encode, encrypt, send, wait, decrypt,
+decode. The wait suspends a call on the hub (hub.py) and blocks any other thread. Connections are pooled;
+each is used by one caller at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +21,12 @@ from urllib.parse import unquote
 
 from vaultplugin import http2
 from vaultplugin.grpc_framing import MessageReader, Status, frame
+from vaultplugin.hub import wait_readable
 from vaultplugin.tls import ALPN_H2
 
 _RECV = 256 * 1024
 _MAX_IDLE_CONNECTIONS = 16
+_SEND_TIMEOUT = 30  # seconds a send may wait for the host to read
 
 
 class RpcError(Exception):
@@ -36,47 +39,98 @@ class RpcError(Exception):
 
 
 class _Connection:
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self.sock = sock
+    """One HTTP/2 connection over mutual TLS (`ssl` memory BIOs), used by one caller at a time.
+
+    The socket stays blocking for sends (bounded by SO_SNDTIMEO); reads never block in recv: a caller
+    waits in `hub.wait_readable`, which suspends a call on the hub instead of holding a thread.
+    """
+
+    def __init__(self, raw: socket.socket, ctx: ssl.SSLContext) -> None:
+        self.raw = raw
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_hostname="localhost")
         self.h2 = http2.Connection(client_side=True)
         self.broken = False
+
+    def handshake(self, deadline: float) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._send_sealed()
+                self._fill(deadline)
+        self._send_sealed()
+        if self._tls.selected_alpn_protocol() != ALPN_H2:
+            raise ConnectionError("the host did not negotiate ALPN h2")
 
     def close(self) -> None:
         self.broken = True
         with contextlib.suppress(OSError):
-            self.sock.close()
+            self.raw.close()
 
     def still_usable(self) -> bool:
         """For a pooled connection: process what the host sent while it was idle (a GOAWAY, a close)."""
         try:
-            while select.select([self.sock], [], [], 0)[0] or self.sock.pending():
-                self.sock.settimeout(0)
-                data = self.sock.recv(_RECV)
+            while True:
+                try:
+                    data = self.raw.recv(_RECV, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
                 if not data:
                     return False
-                for event in self.h2.receive(data):
+                self._incoming.write(data)
+                for event in self.h2.receive(self._read_clear()):
                     if event[0] == "goaway":
                         return False
-                self.sock.settimeout(5.0)
                 # What this queued (a SETTINGS or PING acknowledgement) leaves with the call that follows.
-        except (OSError, ssl.SSLError, http2.ProtocolError):
+        except (OSError, ssl.SSLError, ConnectionError, http2.ProtocolError):
             return False
         return not self.h2.closed
+
+    def _send_sealed(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self.raw.sendall(data)
 
     def _flush(self) -> None:
         data = self.h2.take_output()
         if data:
-            self.sock.sendall(data)
+            self._tls.write(data)
+        self._send_sealed()
+
+    def _fill(self, deadline: float) -> None:
+        """Wait for the host's next bytes and hand them to TLS."""
+        while True:
+            try:
+                data = self.raw.recv(_RECV, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if not wait_readable(self.raw, deadline):
+                    raise TimeoutError from None
+                continue
+            if not data:
+                raise ConnectionError("the host closed the connection")
+            self._incoming.write(data)
+            return
+
+    def _read_clear(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._tls.read(_RECV)
+            except ssl.SSLWantReadError:
+                return b"".join(chunks)
+            except ssl.SSLZeroReturnError:
+                raise ConnectionError("the host closed the TLS session") from None
+            if not chunk:
+                raise ConnectionError("the host closed the TLS session")
+            chunks.append(chunk)
 
     def _receive(self, deadline: float) -> list[tuple[object, ...]]:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        self.sock.settimeout(remaining)
-        data = self.sock.recv(_RECV)
-        if not data:
-            raise ConnectionError("the host closed the connection")
-        events = self.h2.receive(data)
+        while not (clear := self._read_clear()):
+            self._fill(deadline)
+        events = self.h2.receive(clear)
         if not self.h2.output_can_wait:
             self._flush()  # settings acks, window updates; PING acks leave with this connection's next call
         return events
@@ -164,12 +218,15 @@ class UnaryClient:
 
     def _new_connection(self, deadline: float) -> _Connection:
         raw = self._connect()
-        raw.settimeout(max(0.1, deadline - time.monotonic()))
-        sock = self._ctx.wrap_socket(raw, server_hostname="localhost")
-        if sock.selected_alpn_protocol() != ALPN_H2:
-            sock.close()
-            raise ConnectionError("the host did not negotiate ALPN h2")
-        return _Connection(sock)
+        raw.settimeout(None)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", _SEND_TIMEOUT, 0))
+        conn = _Connection(raw, self._ctx)
+        try:
+            conn.handshake(deadline)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def call(self, method: str, payload: bytes, timeout: float) -> bytes:
         """Call `method` ("/pkg.Service/Method") with a serialized request; return the serialized reply."""

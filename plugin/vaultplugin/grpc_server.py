@@ -2,10 +2,11 @@
 
 Why not grpcio's server: grpcio's TLS cannot verify the host's P-521 certificate, so it would need a
 TLS-to-plaintext bridge, and every call would then cross five threads (bridge, grpc core, dispatcher,
-worker, back). Here one reader thread per connection owns the TLS state (`ssl` memory BIOs) and the HTTP/2
-state; unary calls run on a worker pool (or on the reader when they never block) and write their replies
-under the connection's lock. Long-lived streams (the broker's StartStream, StreamStdio) get threads of
-their own.
+worker, back). Here each connection's TLS state (`ssl` memory BIOs) and HTTP/2 state sit behind one lock.
+
+The hub (hub.py) reads every connection. A call whose method says it is cooperative (it blocks on nothing
+but Vault) runs on the hub as a greenlet of its own; any other call runs on a thread pool. Long-lived
+streams (the broker's StartStream, StreamStdio) get threads of their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import select
 import socket
 import ssl
 import threading
@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from vaultplugin import http2
 from vaultplugin.grpc_framing import MessageReader, Status, frame
+from vaultplugin.hub import Hub
 from vaultplugin.tls import ALPN_H2
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,16 @@ class Method:
 
     UNARY: handler(request) -> reply. SERVER_STREAM: handler(request) -> iterator of replies.
     BIDI_STREAM: handler(iterator of requests) -> None (replies are not used by any service we serve).
-    `inline(request)` true means the call is pure CPU and never blocks: it runs on the connection's reader
-    thread, which saves waking a worker (resolve-path precedes every client request).
     """
 
     kind: Kind
     request_type: Any
     handler: Callable[[Any], Any]
-    inline: Callable[[Any], bool] | None = None
+    # cooperative(request) true: the call blocks on nothing but calls to the host, so it may run on the hub.
+    cooperative: Callable[[Any], bool] | None = None
+
+
+Call = tuple["_Connection", int, Method, Any]  # connection, stream, method, decoded request
 
 
 class _Stream:
@@ -139,45 +142,66 @@ class _Connection:
 
     # ---- reading ------------------------------------------------------------------------------------------
 
-    def serve(self) -> None:
-        """The connection's reader thread: handshake, then read frames and start calls until the host goes."""
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def start(self) -> list[Call] | None:
+        """TLS handshake and our SETTINGS; then what arrived with the handshake. None: refused or gone."""
         try:
             self._handshake()
             with self._lock:
-                self._flush_locked()  # our SETTINGS
-            while True:
-                # Only the reader queues PING acknowledgements, so a stale True costs one idle wait at most.
-                if self._h2.ping_acks_pending and not select.select([self._raw], [], [], _PING_ACK_DELAY)[0]:
-                    with self._lock:
-                        self._flush_locked()  # no reply came to carry them
-                data = self._raw.recv(_RECV)
-                if not data:
-                    return
-                ready: list[tuple[int, _Stream, bytes]] = []
-                with self._lock:
-                    self._incoming.write(data)
-                    clear = self._read_clear()
-                    events = self._h2.receive(clear) if clear else []
-                    for event in events:
-                        self._on_event(event, ready)
-                    if not self._h2.output_can_wait:
-                        self._flush_locked()
-                    self._lock.notify_all()  # writers waiting for flow-control window
-                for stream_id, stream, message in ready:
-                    call = self._decode_call(stream_id, stream, message)
-                    if call is None:
-                        continue
-                    if call[1].inline is not None and call[1].inline(call[2]):
-                        self._run_unary(*call)
-                    else:
-                        self._server.submit(self._run_unary, *call)
-                if clear is None or self._h2.closed:
-                    return
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError, http2.ProtocolError) as exc:
+                self._flush_locked()
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             # A refused peer (no or wrong client certificate) lands here: log the reason, drop the connection.
+            log.debug("host connection refused: %s", exc)
+            return None
+        return self._receive(b"")
+
+    def read_ready(self) -> list[Call] | None:
+        """Read what the host sent, without blocking: the calls it completed; None once the host is gone."""
+        try:
+            data = self._raw.recv(_RECV, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return []
+        except OSError as exc:
             log.debug("host connection closed: %s", exc)
-        finally:
-            self._close()
+            return None
+        return self._receive(data) if data else None
+
+    def _receive(self, data: bytes) -> list[Call] | None:
+        ready: list[tuple[int, _Stream, bytes]] = []
+        try:
+            with self._lock:
+                if data:
+                    self._incoming.write(data)
+                clear = self._read_clear()
+                events = self._h2.receive(clear) if clear else []
+                for event in events:
+                    self._on_event(event, ready)
+                if not self._h2.output_can_wait:
+                    self._flush_locked()
+                self._lock.notify_all()  # writers waiting for flow-control window
+        except (OSError, ssl.SSLError, http2.ProtocolError) as exc:
+            log.debug("host connection closed: %s", exc)
+            return None
+        if clear is None or self._h2.closed:
+            return None
+        calls = []
+        for stream_id, stream, message in ready:
+            call = self._decode_call(stream_id, stream, message)
+            if call is not None:
+                calls.append(call)
+        return calls
+
+    @property
+    def ping_acks_pending(self) -> bool:
+        return self._h2.ping_acks_pending
+
+    def flush_ping_acks(self) -> None:
+        with self._lock:
+            if self._alive and self._h2.ping_acks_pending:
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    self._flush_locked()
 
     def _read_clear(self) -> bytes | None:
         """Decrypt everything buffered; None when the peer closed the TLS session."""
@@ -233,7 +257,7 @@ class _Connection:
         elif kind == "goaway":
             self._alive = False
 
-    def _decode_call(self, stream_id: int, stream: _Stream, message: bytes) -> tuple[int, Method, Any] | None:
+    def _decode_call(self, stream_id: int, stream: _Stream, message: bytes) -> Call | None:
         """The unary call a complete request makes; a server stream is started on a thread of its own."""
         method = stream.method
         assert method is not None
@@ -241,14 +265,14 @@ class _Connection:
             self._server.spawn(self._run_server_stream, stream_id, stream, message)
             return None
         try:
-            return stream_id, method, method.request_type.FromString(message)
+            return self, stream_id, method, method.request_type.FromString(message)
         except Exception:
             self.finish(stream_id, Status.INTERNAL, "malformed request message")
             return None
 
     # ---- running handlers ---------------------------------------------------------------------------------
 
-    def _run_unary(self, stream_id: int, method: Method, request: Any) -> None:
+    def run_unary(self, stream_id: int, method: Method, request: Any) -> None:
         try:
             payload = method.handler(request).SerializeToString()
         except CallError as exc:
@@ -299,8 +323,9 @@ class _Connection:
 
     def send(self, stream_id: int, payload: bytes, *, last: bool) -> bool:
         """Send one message (headers first); with `last`, end the call OK. False when the call is gone."""
-        data = frame(payload)
-        deadline = time.monotonic() + _FLOW_CONTROL_WAIT
+        return self._send_framed(stream_id, frame(payload), last, time.monotonic() + _FLOW_CONTROL_WAIT)
+
+    def _send_framed(self, stream_id: int, data: bytes, last: bool, deadline: float) -> bool:
         with self._lock:
             try:
                 stream = self._streams.get(stream_id)
@@ -315,6 +340,9 @@ class _Connection:
                     if sent == len(data):
                         break
                     self._flush_locked()  # wait for the host to open its flow-control window
+                    if self._server.on_hub():  # the hub reads the window updates: it must not wait for them
+                        self._server.submit(self._send_framed, stream_id, data[sent:], last, deadline)
+                        return True
                     if not self._lock.wait(deadline - time.monotonic()) and time.monotonic() >= deadline:
                         raise TimeoutError("the host did not open its flow-control window")
                     if not self._alive or stream.closed:
@@ -337,7 +365,7 @@ class _Connection:
             except (OSError, ssl.SSLError) as exc:
                 log.debug("could not end stream %d: %s", stream_id, exc)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         with self._lock:
             self._alive = False
             for stream in self._streams.values():
@@ -357,7 +385,9 @@ class GrpcServer:
     def __init__(self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = 32) -> None:
         self.methods = methods
         self._ctx = ctx
-        # Calls run here; each connection's reader and each long-lived stream has a thread of its own.
+        self._hub = Hub()
+        self._connections: dict[int, _Connection] = {}  # by file descriptor; touched on the hub only
+        self._ack_timers: dict[int, Any] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-call")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
@@ -371,9 +401,50 @@ class GrpcServer:
                 raw, _ = self._sock.accept()
             except OSError:
                 return
-            self.spawn(_Connection(self, raw, self._ctx).serve)
+            self.spawn(self._open, _Connection(self, raw, self._ctx))
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def _open(self, conn: _Connection) -> None:
+        """Handshake on a thread of its own (a slow or hostile peer holds up nobody), then join the hub."""
+        calls = conn.start()
+        if calls is None:
+            conn.close()
+            return
+        self._hub.call_soon_threadsafe(self._watch, conn, calls)
+
+    def _watch(self, conn: _Connection, calls: list[Call]) -> None:
+        fd = conn.fileno()
+        self._connections[fd] = conn
+        self._hub.watch(fd, lambda: self._on_readable(fd, conn))
+        self._dispatch(calls)
+
+    def _on_readable(self, fd: int, conn: _Connection) -> None:
+        calls = conn.read_ready()
+        if calls is None:
+            self._hub.unwatch(fd)
+            self._connections.pop(fd, None)
+            conn.close()
+            return
+        self._dispatch(calls)
+        if conn.ping_acks_pending and fd not in self._ack_timers:
+            self._ack_timers[fd] = self._hub.call_later(_PING_ACK_DELAY, lambda: self._answer_pings(fd, conn))
+
+    def _answer_pings(self, fd: int, conn: _Connection) -> None:
+        """No reply carried the PING answers for a while: send them alone."""
+        self._ack_timers.pop(fd, None)
+        conn.flush_ping_acks()
+
+    def _dispatch(self, calls: list[Call]) -> None:
+        for call in calls:
+            method, request = call[2], call[3]
+            if method.cooperative is not None and method.cooperative(request):
+                self._hub.spawn(_run_call, call)
+            else:
+                self.submit(_run_call, call)
+
+    def on_hub(self) -> bool:
+        return self._hub.in_hub_thread()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the pool is shut down: the process is exiting
             self._pool.submit(fn, *args)
 
@@ -386,4 +457,10 @@ class GrpcServer:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        self._hub.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_call(call: Call) -> None:
+    conn, stream_id, method, request = call
+    conn.run_unary(stream_id, method, request)

@@ -41,6 +41,8 @@ class PluginBackend(Protocol):
 
     def handle_request(self, req: Request) -> Response | None: ...
 
+    def is_cooperative(self, operation: str, path: str) -> bool: ...
+
     def handle_existence_check(self, req: Request) -> tuple[bool, bool]: ...
 
     def special_paths(self) -> SpecialPaths: ...
@@ -203,20 +205,23 @@ class PluginServer:
 
     def methods(self) -> dict[str, Method]:
         def unary(
-            fn: Callable[[Any], Any], request: Any, inline: Callable[[Any], bool] | None = None
+            fn: Callable[[Any], Any], request: Any, cooperative: Callable[[Any], bool] | None = None
         ) -> Method:
-            return Method(Kind.UNARY, request, fn, inline)
+            return Method(Kind.UNARY, request, fn, cooperative)
 
         def always(_request: Any) -> bool:
-            return True
+            return True  # answered from memory
 
-        def routing_only(args: Any) -> bool:
-            return bool(args.request.operation == "resolve-path")  # pure routing: no storage, no I/O
+        def when_the_backend_says(args: Any) -> bool:
+            backend = self._backend
+            return backend is not None and backend.is_cooperative(args.request.operation, args.request.path)
 
         return {
             "/pb.Backend/Setup": unary(self.setup, pb.SetupArgs),
             "/pb.Backend/Initialize": unary(self.initialize, pb.InitializeArgs),
-            "/pb.Backend/HandleRequest": unary(self.handle_request, pb.HandleRequestArgs, routing_only),
+            "/pb.Backend/HandleRequest": unary(
+                self.handle_request, pb.HandleRequestArgs, when_the_backend_says
+            ),
             "/pb.Backend/HandleExistenceCheck": unary(
                 self.handle_existence_check, pb.HandleExistenceCheckArgs
             ),

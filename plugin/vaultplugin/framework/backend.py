@@ -34,6 +34,9 @@ InvalidateFunc = Callable[[str], None]
 CleanFunc = Callable[[], None]
 
 _WRITES = (Operation.CREATE, Operation.UPDATE)
+_PATH_OPERATIONS = frozenset(
+    (Operation.CREATE, Operation.READ, Operation.UPDATE, Operation.PATCH, Operation.DELETE, Operation.LIST)
+)
 
 
 class BackendType(IntEnum):
@@ -127,6 +130,19 @@ class Backend:
             if captures is not None:
                 return candidate, captures
         return None
+
+    def is_cooperative(self, operation: str, path: str) -> bool:
+        """May this request run on the hub? resolve-path is routing only; path operations say so themselves;
+        renew, revoke, rollback and help run on threads (they reach providers or build large documents)."""
+        if operation == Operation.RESOLVE_PATH:
+            return True
+        if operation not in _PATH_OPERATIONS:
+            return False
+        routed = self.route(path)
+        if routed is None:
+            return True  # answered 404 at once
+        spec = routed[0].spec_for(operation)
+        return spec is not None and spec.cooperative
 
     def secret(self, name: str) -> SecretType | None:
         return self.secrets.get(name)

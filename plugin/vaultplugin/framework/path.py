@@ -56,6 +56,11 @@ class OperationSpec:
     description: str = ""
     unpublished: bool = False  # left out of OpenAPI
     deprecated: bool = False
+    # The handler blocks on nothing but calls to Vault (storage, system view): it runs on the plugin's hub,
+    # where such a call suspends it without holding a thread (vaultplugin/hub.py). Cheaper per request, but
+    # a handler that blocks on anything else (an HTTP API, a sleep), or holds a lock across a call to Vault
+    # (calls on the hub share one thread), would hold up every other request.
+    cooperative: bool = False
 
 
 # Go's `[\w-.]` is an error in Python's re; a '-' right after '\w' is always a literal hyphen.
@@ -115,6 +120,10 @@ class Path:
 
     def handler_for(self, operation: str) -> Handler | None:
         """The handler for `operation`; create and update stand in for each other, as in the Go SDK."""
+        spec = self.spec_for(operation)
+        return None if spec is None else spec.handler
+
+    def spec_for(self, operation: str) -> OperationSpec | None:
         try:
             op = Operation(operation)
         except ValueError:
@@ -124,7 +133,7 @@ class Path:
             spec = self.specs.get(Operation.UPDATE)
         elif spec is None and op is Operation.UPDATE:
             spec = self.specs.get(Operation.CREATE)
-        return spec.handler if spec is not None else None
+        return spec
 
     def field_data(self, req: Request, captures: Mapping[str, str]) -> FieldData:
         raw: dict[str, Any] = dict(req.data)

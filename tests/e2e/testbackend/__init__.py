@@ -104,7 +104,9 @@ class E2EBackend(Backend):
                 Path(
                     list_pattern("kv"),
                     operations={
-                        Operation.LIST: OperationSpec(self._kv_list, summary="List the stored names.")
+                        Operation.LIST: OperationSpec(
+                            self._kv_list, summary="List the stored names.", cooperative=True
+                        )
                     },
                     synopsis="List the key-value entries.",
                     description="Lists the names of the entries stored under kv/.",
@@ -119,10 +121,18 @@ class E2EBackend(Backend):
                         "count": Field(FieldType.INT, "A number stored beside the value."),
                     },
                     operations={
-                        Operation.CREATE: OperationSpec(self._kv_write, summary="Create an entry."),
-                        Operation.UPDATE: OperationSpec(self._kv_write, summary="Replace an entry."),
-                        Operation.READ: OperationSpec(self._kv_read, summary="Read an entry."),
-                        Operation.DELETE: OperationSpec(self._kv_delete, summary="Delete an entry."),
+                        Operation.CREATE: OperationSpec(
+                            self._kv_write, summary="Create an entry.", cooperative=True
+                        ),
+                        Operation.UPDATE: OperationSpec(
+                            self._kv_write, summary="Replace an entry.", cooperative=True
+                        ),
+                        Operation.READ: OperationSpec(
+                            self._kv_read, summary="Read an entry.", cooperative=True
+                        ),
+                        Operation.DELETE: OperationSpec(
+                            self._kv_delete, summary="Delete an entry.", cooperative=True
+                        ),
                     },
                     existence_check=self._kv_exists,
                     synopsis="Store, read and delete one key-value entry.",
@@ -131,7 +141,10 @@ class E2EBackend(Backend):
                 Path(
                     "config",
                     fields={"ttl": ttl_field, "max_ttl": max_ttl_field},
-                    operations={Operation.READ: self._config_read, Operation.UPDATE: self._config_write},
+                    operations={
+                        Operation.READ: OperationSpec(self._config_read, cooperative=True),
+                        Operation.UPDATE: OperationSpec(self._config_write, cooperative=True),
+                    },
                     synopsis="Default TTLs of issued leases.",
                     description="Read by every lease-issuing read (one storage get).",
                 ),
@@ -147,7 +160,11 @@ class E2EBackend(Backend):
                             query=True,
                         ),
                     },
-                    operations={Operation.READ: OperationSpec(self._lease, summary="Issue a leased value.")},
+                    operations={
+                        Operation.READ: OperationSpec(
+                            self._lease, summary="Issue a leased value.", cooperative=True
+                        )
+                    },
                     synopsis="Issue a renewable leased value.",
                     description="Returns a secret of type 'token' whose internal data revoke records.",
                 ),

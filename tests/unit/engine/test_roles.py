@@ -127,3 +127,24 @@ def test_zero_ttls_mean_mount_defaults(env: Env) -> None:
     assert lease.secret is not None
     assert lease.secret.ttl == 3600
     assert lease.secret.max_ttl == MOUNT_MAX_TTL
+
+
+def test_a_role_saved_while_a_request_reads_it_is_not_cached_stale(env: Env) -> None:
+    """Calls on the hub interleave at storage calls: a read overlapping a save must not cache the old role."""
+    env.connect("openrouter")
+    env.role("openrouter", name="r", ttl="15m")
+    real_get = env.storage.get
+    overlapped: list[str] = []
+
+    def get_with_a_save_in_between(key: str) -> bytes | None:
+        value = real_get(key)
+        if key == "roles/r" and not overlapped:
+            overlapped.append(key)
+            env.write("roles/r", ttl="20m")  # lands while this read is under way
+        return value
+
+    env.storage.get = get_with_a_save_in_between  # type: ignore[method-assign]
+    first = env.read("roles/r")
+    assert first is not None and first.data["ttl"] == 15 * 60  # the read saw the role as it was
+    after = env.read("roles/r")
+    assert overlapped and after is not None and after.data["ttl"] == 20 * 60

@@ -58,7 +58,9 @@ class Sample:
                     },
                     operations={
                         Operation.READ: self._read_role,
-                        Operation.UPDATE: OperationSpec(self._write_role, summary="Write a role."),
+                        Operation.UPDATE: OperationSpec(
+                            self._write_role, summary="Write a role.", cooperative=True
+                        ),
                         Operation.DELETE: self._delete_role,
                     },
                     existence_check=self._role_exists,

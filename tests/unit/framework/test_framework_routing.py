@@ -179,3 +179,16 @@ def test_lifecycle_hooks() -> None:
     b.invalidate("config")
     b.cleanup()
     assert events == ["init", "inv:config", "clean"]
+
+
+def test_only_path_operations_marked_cooperative_may_run_on_the_hub(sample: Sample) -> None:
+    backend = sample.backend
+    assert backend.is_cooperative("resolve-path", "creds/x")  # routing only
+    assert backend.is_cooperative("update", "roles/a")
+    assert backend.is_cooperative("create", "roles/a")  # create falls back to the update handler
+    assert not backend.is_cooperative("read", "roles/a")  # not marked
+    assert not backend.is_cooperative("read", "creds/a")
+    assert backend.is_cooperative("read", "no/such/path")  # a 404 answered at once
+    for operation in ("rollback", "help", "renew", "revoke"):
+        assert not backend.is_cooperative(operation, "")
+        assert not backend.is_cooperative(operation, "roles/a")

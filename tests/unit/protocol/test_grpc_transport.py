@@ -32,23 +32,70 @@ def _put(args: pb.StoragePutArgs) -> pb.StoragePutReply:
     return pb.StoragePutReply(err=str(len(args.entry.value)))
 
 
+def _slow(args: pb.StorageGetArgs) -> pb.StorageGetReply:
+    time.sleep(float(args.key))
+    return pb.StorageGetReply(entry=pb.StorageEntry(key=args.key, value=b"slept"))
+
+
+HUB_THREADS: list[str] = []  # where the cooperative calls ran
+
+
+def _recording(
+    handler: Callable[[pb.StorageGetArgs], pb.StorageGetReply],
+) -> Callable[..., pb.StorageGetReply]:
+    def recorded(args: pb.StorageGetArgs) -> pb.StorageGetReply:
+        HUB_THREADS.append(threading.current_thread().name)
+        return handler(args)
+
+    return recorded
+
+
+def _relay_through(client_box: list[UnaryClient]) -> Callable[[pb.StorageGetArgs], pb.StorageGetReply]:
+    """A cooperative handler that makes a call of its own back to the server, as a storage call does."""
+
+    def relay(args: pb.StorageGetArgs) -> pb.StorageGetReply:
+        HUB_THREADS.append(threading.current_thread().name)
+        kind, _, rest = args.key.partition(":")
+        method, timeout = (
+            ("/pb.Storage/Slow", 0.3 if kind == "timeout" else 5.0) if rest else ("/pb.Storage/Get", 5)
+        )
+        try:
+            raw = client_box[0].call(method, pb.StorageGetArgs(key=rest or kind).SerializeToString(), timeout)
+        except RpcError as exc:
+            raise CallError(Status.DEADLINE_EXCEEDED, f"relay: {exc}") from None
+        value = pb.StorageGetReply.FromString(raw).entry.value
+        return pb.StorageGetReply(entry=pb.StorageEntry(key=args.key, value=b"relayed:" + value))
+
+    return relay
+
+
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext, ssl.SSLContext]]:
     host = generate_plugin_certificate()
     plugin = generate_plugin_certificate()
     path = str(tmp_path / "s.sock")
+    relay_client: list[UnaryClient] = []
+
+    def always(_request: object) -> bool:
+        return True
+
     methods = {
         "/pb.Storage/Get": Method(Kind.UNARY, pb.StorageGetArgs, _echo),
         "/pb.Storage/Put": Method(Kind.UNARY, pb.StoragePutArgs, _put),
-        "/pb.Storage/Inline": Method(Kind.UNARY, pb.StorageGetArgs, _echo, inline=lambda _r: True),
+        "/pb.Storage/Slow": Method(Kind.UNARY, pb.StorageGetArgs, _slow),
+        # Cooperative: run on the hub.
+        "/pb.Storage/HubGet": Method(Kind.UNARY, pb.StorageGetArgs, _recording(_echo), always),
+        "/pb.Storage/Relay": Method(Kind.UNARY, pb.StorageGetArgs, _relay_through(relay_client), always),
     }
     # Fewer workers than concurrent callers: calls queue, readers have threads of their own.
     server = GrpcServer(path, server_context(plugin, host.cert_pem.decode(), tmp_path), methods, workers=3)
     good = client_context(host, plugin.cert_pem.decode(), tmp_path)
     stranger = client_context(generate_plugin_certificate(), plugin.cert_pem.decode(), tmp_path)
+    relay_client.append(_client(path, good))
     try:
         yield path, good, stranger
     finally:
+        relay_client[0].close()
         server.close()
 
 
@@ -66,11 +113,10 @@ def _get(client: UnaryClient, key: str, method: str = "/pb.Storage/Get") -> pb.S
     return pb.StorageGetReply.FromString(raw)
 
 
-def test_round_trip_on_worker_and_inline(endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext]) -> None:
+def test_round_trip(endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext]) -> None:
     path, good, _ = endpoint
     client = _client(path, good)
     assert _get(client, "a/b").entry.value == b"a/b"
-    assert _get(client, "c", "/pb.Storage/Inline").entry.value == b"c"
     client.close()
 
 
@@ -147,7 +193,7 @@ def test_a_pooled_connection_closed_by_the_peer_is_replaced(
     client = _client(path, good)
     assert _get(client, "one").entry.value == b"one"
     for conn in client._idle:  # simulate the host dropping an idle connection
-        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.raw.shutdown(socket.SHUT_RDWR)
     assert _get(client, "two").entry.value == b"two"
     client.close()
 
@@ -195,3 +241,130 @@ def test_a_ping_is_answered_with_the_next_reply_or_soon_after(
         ack_at = next(i for i, f in enumerate(frames) if _is_ack_of(b"busy-two")(f))
         trailers_at = max(i for i, f in enumerate(frames) if f[0] == http2.HEADERS)
         assert trailers_at < ack_at, frames
+
+
+def test_cooperative_calls_run_on_the_hub_and_wait_there_for_their_own_calls(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """Each relay waits, on the hub, for a call it makes back to the server: many at once must all finish."""
+    path, good, _ = endpoint
+    client = _client(path, good)
+    HUB_THREADS.clear()
+    errors: list[str] = []
+
+    def work(n: int) -> None:
+        for i in range(20):
+            key = f"r{n}-{i}"
+            try:
+                if _get(client, key, "/pb.Storage/Relay").entry.value != b"relayed:" + key.encode():
+                    errors.append(key)
+            except RpcError as exc:
+                errors.append(f"{key}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(HUB_THREADS) == 240 and set(HUB_THREADS) == {"hub"}
+    client.close()
+
+
+def test_a_waiting_cooperative_call_holds_up_no_other_call(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    path, good, _ = endpoint
+    client = _client(path, good)
+    slow: list[bytes] = []
+    waiting = threading.Thread(
+        target=lambda: slow.append(_get(client, "slow:1.0", "/pb.Storage/Relay").entry.value)
+    )
+    started = time.monotonic()
+    waiting.start()
+    time.sleep(0.1)
+    for i in range(20):
+        assert _get(client, f"quick{i}", "/pb.Storage/HubGet").entry.value == f"quick{i}".encode()
+    assert time.monotonic() - started < 0.8  # all answered while the relay still waits
+    waiting.join(10)
+    assert slow == [b"relayed:slept"]
+    assert time.monotonic() - started >= 1.0
+    client.close()
+
+
+def test_a_cooperative_call_whose_own_call_times_out_fails_alone(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    path, good, _ = endpoint
+    client = _client(path, good)
+    started = time.monotonic()
+    with pytest.raises(RpcError) as timed_out:
+        _get(client, "timeout:2", "/pb.Storage/Relay")
+    assert timed_out.value.status == Status.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 1.5
+    assert _get(client, "after", "/pb.Storage/Relay").entry.value == b"relayed:after"
+    client.close()
+
+
+def test_a_reply_larger_than_the_window_leaves_the_hub_intact(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """The hub reads the window updates, so it hands the rest of a large reply to a thread."""
+    path, good, _ = endpoint
+    client = _client(path, good)
+    replies: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: replies.append(len(_get(client, "big:3000000", "/pb.Storage/HubGet").entry.value))
+        )
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    assert _get(client, "meanwhile", "/pb.Storage/HubGet").entry.value == b"meanwhile"
+    for t in threads:
+        t.join(30)
+    assert replies == [3_000_000] * 3
+    client.close()
+
+
+def test_a_reply_larger_than_the_host_s_window_is_finished_off_the_hub(
+    endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """grpc-go opens 64 KiB per stream: the hub, which reads the window updates, must not wait for them."""
+    path, good, _ = endpoint
+    HUB_THREADS.clear()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(path)
+    raw.settimeout(10)
+    with good.wrap_socket(raw, server_hostname="localhost") as sock:
+        h2 = http2.Connection(client_side=True)  # only for encoding; the default windows are kept
+        stream = 1
+        block = http2.encode_headers([(b":method", b"POST"), (b":path", b"/pb.Storage/HubGet")])
+        request = frame(pb.StorageGetArgs(key="big:300000").SerializeToString())
+        sock.sendall(
+            http2.PREFACE
+            + http2.encode_frame(http2.SETTINGS, 0, 0)
+            + http2.encode_frame(http2.HEADERS, http2.FLAG_END_HEADERS, stream, block)
+            + http2.encode_frame(http2.DATA, http2.FLAG_END_STREAM, stream, request)
+        )
+        del h2
+        body = b""
+        ended = False
+        buf = b""
+        while not ended:
+            buf += sock.recv(65536)
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+                payload, buf = buf[9 : 9 + length], buf[9 + length :]
+                if kind == http2.DATA and payload:
+                    body += payload
+                    grant = length.to_bytes(4, "big")
+                    sock.sendall(
+                        http2.encode_frame(http2.WINDOW_UPDATE, 0, 0, grant)
+                        + http2.encode_frame(http2.WINDOW_UPDATE, 0, stream, grant)
+                    )
+                ended = ended or (kind == http2.HEADERS and flags & http2.FLAG_END_STREAM != 0)
+        reply = pb.StorageGetReply.FromString(body[5:])
+        assert len(reply.entry.value) == 300_000
+    assert HUB_THREADS == ["hub"]

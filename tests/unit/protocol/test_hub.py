@@ -1,0 +1,137 @@
+"""The hub: calls that wait for a socket suspend without holding up the hub, and time out alone."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from vaultplugin.hub import Hub, current_hub, wait_readable
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    running = Hub()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def on_hub(hub: Hub, fn: Callable[[], None]) -> None:
+    """Spawn fn as a call on the hub, from this (test) thread."""
+    hub.call_soon_threadsafe(hub.spawn, fn)
+
+
+def wait_for(event: threading.Event) -> None:
+    assert event.wait(5), "the hub did not get there"
+
+
+def test_a_waiting_call_resumes_when_its_socket_is_readable_and_others_run_meanwhile(hub: Hub) -> None:
+    mine, theirs = socket.socketpair()
+    log: list[str] = []
+    done = threading.Event()
+
+    def waiter() -> None:
+        log.append("waiting")
+        assert wait_readable(mine, time.monotonic() + 5)
+        log.append(f"got {mine.recv(10)!r} on {threading.current_thread().name}")
+        done.set()
+
+    other_ran = threading.Event()
+    on_hub(hub, waiter)
+    on_hub(hub, lambda: (log.append("other call"), other_ran.set()))
+    wait_for(other_ran)
+    theirs.send(b"ping")
+    wait_for(done)
+    assert log == ["waiting", "other call", "got b'ping' on hub"]
+    mine.close()
+    theirs.close()
+
+
+def test_a_wait_times_out_alone(hub: Hub) -> None:
+    mine, theirs = socket.socketpair()
+    results: list[tuple[bool, float]] = []
+    done = threading.Event()
+
+    def waiter() -> None:
+        started = time.monotonic()
+        results.append((wait_readable(mine, started + 0.2), time.monotonic() - started))
+        done.set()
+
+    on_hub(hub, waiter)
+    wait_for(done)
+    readable, waited = results[0]
+    assert readable is False and 0.15 < waited < 2
+    # The socket can be waited on again afterwards.
+    again = threading.Event()
+    on_hub(hub, lambda: (wait_readable(mine, time.monotonic() + 5), again.set()))
+    theirs.send(b"x")
+    wait_for(again)
+    mine.close()
+    theirs.close()
+
+
+def test_many_calls_wait_at_once(hub: Hub) -> None:
+    pairs = [socket.socketpair() for _ in range(50)]
+    woken: list[int] = []
+    all_done = threading.Event()
+
+    def waiter(n: int) -> Callable[[], None]:
+        def run() -> None:
+            assert wait_readable(pairs[n][0], time.monotonic() + 5)
+            woken.append(n)
+            if len(woken) == len(pairs):
+                all_done.set()
+
+        return run
+
+    for n in range(len(pairs)):
+        on_hub(hub, waiter(n))
+    for n in reversed(range(len(pairs))):
+        pairs[n][1].send(b"x")
+    wait_for(all_done)
+    assert sorted(woken) == list(range(50))
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+def test_outside_the_hub_a_wait_is_a_plain_select() -> None:
+    mine, theirs = socket.socketpair()
+    assert current_hub() is None
+    assert wait_readable(mine, time.monotonic() + 0.05) is False
+    theirs.send(b"x")
+    assert wait_readable(mine, time.monotonic() + 5) is True
+    mine.close()
+    theirs.close()
+
+
+def test_a_failing_call_is_logged_and_the_hub_goes_on(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    later = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="vaultplugin.hub"):
+        on_hub(hub, boom)
+        on_hub(hub, later.set)
+        wait_for(later)
+    assert "a call on the hub failed" in caplog.text
+
+
+def test_timers_run_in_order_and_cancelled_ones_do_not(hub: Hub) -> None:
+    fired: list[str] = []
+    done = threading.Event()
+
+    def schedule() -> None:
+        hub.call_later(0.05, lambda: fired.append("second"))
+        hub.call_later(0.01, lambda: fired.append("first"))
+        hub.call_later(0.03, lambda: fired.append("cancelled")).cancelled = True
+        hub.call_later(0.08, done.set)
+
+    hub.call_soon_threadsafe(schedule)
+    wait_for(done)
+    assert fired == ["first", "second"]
