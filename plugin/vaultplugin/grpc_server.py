@@ -386,8 +386,7 @@ class GrpcServer:
         self.methods = methods
         self._ctx = ctx
         self._hub = Hub()
-        self._connections: dict[int, _Connection] = {}  # by file descriptor; touched on the hub only
-        self._ack_timers: dict[int, Any] = {}
+        self._answers_due: set[int] = set()  # connections (by fd) with a timer to answer PINGs; hub only
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-call")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
@@ -413,7 +412,6 @@ class GrpcServer:
 
     def _watch(self, conn: _Connection, calls: list[Call]) -> None:
         fd = conn.fileno()
-        self._connections[fd] = conn
         self._hub.watch(fd, lambda: self._on_readable(fd, conn))
         self._dispatch(calls)
 
@@ -421,22 +419,27 @@ class GrpcServer:
         calls = conn.read_ready()
         if calls is None:
             self._hub.unwatch(fd)
-            self._connections.pop(fd, None)
             conn.close()
             return
         self._dispatch(calls)
-        if conn.ping_acks_pending and fd not in self._ack_timers:
-            self._ack_timers[fd] = self._hub.call_later(_PING_ACK_DELAY, lambda: self._answer_pings(fd, conn))
+        if conn.ping_acks_pending and fd not in self._answers_due:
+            self._answers_due.add(fd)
+            self._hub.call_later(_PING_ACK_DELAY, lambda: self._answer_pings(fd, conn))
 
     def _answer_pings(self, fd: int, conn: _Connection) -> None:
         """No reply carried the PING answers for a while: send them alone."""
-        self._ack_timers.pop(fd, None)
+        self._answers_due.discard(fd)
         conn.flush_ping_acks()
 
     def _dispatch(self, calls: list[Call]) -> None:
         for call in calls:
             method, request = call[2], call[3]
-            if method.cooperative is not None and method.cooperative(request):
+            try:
+                on_hub = method.cooperative is not None and method.cooperative(request)
+            except Exception:
+                log.exception("deciding where to run %s failed; it runs on the pool", method)
+                on_hub = False
+            if on_hub:
                 self._hub.spawn(_run_call, call)
             else:
                 self.submit(_run_call, call)
