@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _local = threading.local()
 _MAX_IDLE_RUNNERS = 64
+SLOW_SEGMENT = 0.5  # seconds a call may run on the hub between waits before a warning is logged
 
 
 class _Timer:
@@ -93,9 +94,21 @@ class Hub:
         """Run fn(*args) now, as a call of its own: until it returns or first waits."""
         # Greenlets are reused: a new one costs an mmap'd Python data stack (16 KiB), freed when it ends.
         if self._idle_runners:
-            self._idle_runners.pop().switch(fn, args)
+            self._run_segment(self._idle_runners.pop(), fn, args)
         else:
-            greenlet.greenlet(self._runner, self._main).switch(fn, args)
+            self._run_segment(greenlet.greenlet(self._runner, self._main), fn, args)
+
+    def _run_segment(self, runner: greenlet.greenlet, *args: Any) -> None:
+        """Switch into a call until it waits or ends; say so when it held the hub too long."""
+        started = time.monotonic()
+        runner.switch(*args)
+        held = time.monotonic() - started
+        if held > SLOW_SEGMENT:
+            log.warning(
+                "a call on the hub ran %.1f s without waiting for Vault: every other request waited. A "
+                "handler marked cooperative is blocking on something else (an HTTP API, a sleep, a lock)",
+                held,
+            )
 
     def _runner(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         assert self._main is not None
@@ -129,7 +142,7 @@ class Hub:
     def _resume(self, fd: int, readable: bool) -> None:
         waiter = self._waiting.pop(fd, None)
         if waiter is not None:
-            waiter.switch(readable)
+            self._run_segment(waiter, readable)
 
     def _run(self) -> None:
         self._main = greenlet.getcurrent()

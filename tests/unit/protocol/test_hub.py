@@ -135,3 +135,18 @@ def test_timers_run_in_order_and_cancelled_ones_do_not(hub: Hub) -> None:
     hub.call_soon_threadsafe(schedule)
     wait_for(done)
     assert fired == ["first", "second"]
+
+
+def test_a_call_that_blocks_the_hub_is_reported(
+    hub: Hub, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler marked cooperative that blocks on something else stalls every request: the log says so."""
+    monkeypatch.setattr("vaultplugin.hub.SLOW_SEGMENT", 0.05)
+    done = threading.Event()
+    with caplog.at_level(logging.WARNING, logger="vaultplugin.hub"):
+        on_hub(hub, lambda: (time.sleep(0.1), done.set()))
+        wait_for(done)
+        quick = threading.Event()
+        on_hub(hub, quick.set)
+        wait_for(quick)
+    assert caplog.text.count("without waiting for Vault") == 1
