@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from vaultplugin import http2
 from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.hub import wait_readable
-from vaultplugin.tls import ALPN_H2
+from vaultplugin.tls import MemoryTls
 
 _RECV = 256 * 1024
 _MAX_IDLE_CONNECTIONS = 16
@@ -47,23 +47,12 @@ class _Connection:
 
     def __init__(self, raw: socket.socket, ctx: ssl.SSLContext) -> None:
         self.raw = raw
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_hostname="localhost")
+        self._tls = MemoryTls(ctx, raw, server_side=False, server_hostname="localhost")
         self.h2 = http2.Connection(client_side=True)
         self.broken = False
 
     def handshake(self, deadline: float) -> None:
-        while True:
-            try:
-                self._tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._send_sealed()
-                self._fill(deadline)
-        self._send_sealed()
-        if self._tls.selected_alpn_protocol() != ALPN_H2:
-            raise ConnectionError("the host did not negotiate ALPN h2")
+        self._tls.handshake(lambda: self._recv(deadline))
 
     def close(self) -> None:
         self.broken = True
@@ -78,58 +67,38 @@ class _Connection:
                     data = self.raw.recv(_RECV, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
-                if not data:
+                clear = self._tls.receive(data) if data else None
+                if clear is None:
                     return False
-                self._incoming.write(data)
-                for event in self.h2.receive(self._read_clear()):
+                for event in self.h2.receive(clear):
                     if event[0] == "goaway":
                         return False
                 # What this queued (a SETTINGS or PING acknowledgement) leaves with the call that follows.
-        except (OSError, ssl.SSLError, ConnectionError, http2.ProtocolError):
+        except (OSError, ssl.SSLError, http2.ProtocolError):
             return False
         return not self.h2.closed
 
-    def _send_sealed(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            self.raw.sendall(data)
-
     def _flush(self) -> None:
-        data = self.h2.take_output()
-        if data:
-            self._tls.write(data)
-        self._send_sealed()
+        self._tls.send(self.h2.take_output())
 
-    def _fill(self, deadline: float) -> None:
-        """Wait for the host's next bytes and hand them to TLS."""
+    def _recv(self, deadline: float) -> bytes:
+        """The host's next bytes (b"" once it has closed), waiting for them until the deadline."""
         while True:
             try:
-                data = self.raw.recv(_RECV, socket.MSG_DONTWAIT)
+                return self.raw.recv(_RECV, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 if not wait_readable(self.raw, deadline):
                     raise TimeoutError from None
-                continue
-            if not data:
-                raise ConnectionError("the host closed the connection")
-            self._incoming.write(data)
-            return
-
-    def _read_clear(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = self._tls.read(_RECV)
-            except ssl.SSLWantReadError:
-                return b"".join(chunks)
-            except ssl.SSLZeroReturnError:
-                raise ConnectionError("the host closed the TLS session") from None
-            if not chunk:
-                raise ConnectionError("the host closed the TLS session")
-            chunks.append(chunk)
 
     def _receive(self, deadline: float) -> list[tuple[object, ...]]:
-        while not (clear := self._read_clear()):
-            self._fill(deadline)
+        clear = self._tls.receive(b"")  # what came with the handshake or the last read
+        while clear == b"":
+            data = self._recv(deadline)
+            if not data:
+                raise ConnectionError("the host closed the connection")
+            clear = self._tls.receive(data)
+        if clear is None:
+            raise ConnectionError("the host closed the TLS session")
         events = self.h2.receive(clear)
         if not self.h2.output_can_wait:
             self._flush()  # settings acks, window updates; PING acks leave with this connection's next call

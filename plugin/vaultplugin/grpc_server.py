@@ -28,7 +28,7 @@ from urllib.parse import quote
 from vaultplugin import http2
 from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.hub import Hub
-from vaultplugin.tls import ALPN_H2
+from vaultplugin.tls import MemoryTls
 
 log = logging.getLogger(__name__)
 
@@ -95,50 +95,29 @@ class _Connection:
     def __init__(self, server: GrpcServer, raw: socket.socket, ctx: ssl.SSLContext) -> None:
         self._server = server
         self._raw = raw
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = ctx.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._tls = MemoryTls(ctx, raw, server_side=True)
         self._h2 = http2.Connection(client_side=False)
-        # One lock for the HTTP/2 state, the TLS object and the socket's send side: OpenSSL objects must
-        # not be used from two threads at once, and records must leave in the order they were sealed.
+        # One lock for the HTTP/2 state, the TLS session and the socket's send side.
         self._lock = threading.Condition()
         self._streams: dict[int, _Stream] = {}
         self._alive = True
 
-    # ---- TLS ----------------------------------------------------------------------------------------------
-
     def _handshake(self) -> None:
         deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
-        while True:
-            try:
-                self._tls.do_handshake()
-                self._send_sealed()
-                break
-            except ssl.SSLWantReadError:
-                self._send_sealed()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("TLS handshake timed out") from None
-                self._raw.settimeout(remaining)
-                data = self._raw.recv(_RECV)
-                if not data:
-                    raise ConnectionError("peer closed the connection during the TLS handshake") from None
-                self._incoming.write(data)
-        self._raw.settimeout(None)
-        if self._tls.selected_alpn_protocol() != ALPN_H2:
-            raise ConnectionError("peer did not negotiate ALPN h2")
 
-    def _send_sealed(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            self._raw.sendall(data)
+        def receive() -> bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("TLS handshake timed out")
+            self._raw.settimeout(remaining)
+            return self._raw.recv(_RECV)
+
+        self._tls.handshake(receive)
+        self._raw.settimeout(None)
 
     def _flush_locked(self) -> None:
         """Seal whatever HTTP/2 has queued and send it. Caller holds the lock."""
-        data = self._h2.take_output()
-        if data:
-            self._tls.write(data)
-        self._send_sealed()
+        self._tls.send(self._h2.take_output())
 
     # ---- reading ------------------------------------------------------------------------------------------
 
@@ -172,9 +151,7 @@ class _Connection:
         ready: list[tuple[int, _Stream, bytes]] = []
         try:
             with self._lock:
-                if data:
-                    self._incoming.write(data)
-                clear = self._read_clear()
+                clear = self._tls.receive(data)
                 events = self._h2.receive(clear) if clear else []
                 for event in events:
                     self._on_event(event, ready)
@@ -202,21 +179,6 @@ class _Connection:
             if self._alive and self._h2.ping_acks_pending:
                 with contextlib.suppress(OSError, ssl.SSLError):
                     self._flush_locked()
-
-    def _read_clear(self) -> bytes | None:
-        """Decrypt everything buffered; None when the peer closed the TLS session."""
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = self._tls.read(_RECV)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
-                return None
-            if not chunk:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _on_event(self, event: tuple[Any, ...], ready: list[tuple[int, _Stream, bytes]]) -> None:
         kind = event[0]

@@ -1,4 +1,4 @@
-"""Certificates and TLS contexts for go-plugin's automatic mutual TLS.
+"""Certificates, TLS contexts and TLS sessions for go-plugin's automatic mutual TLS.
 
 The host (Vault) gives us its certificate in PLUGIN_CLIENT_CERT (ECDSA P-521, CN/SAN localhost). We make
 our own certificate, announce it in the handshake line, and both sides pin exactly those two certificates.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import socket
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ALPN_H2 = "h2"
+_TLS_READ = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,3 +127,70 @@ def client_context(cert: PluginCertificate, host_cert_pem: str, private_dir: Pat
     ctx = _base_context(ssl.PROTOCOL_TLS_CLIENT, cert, host_cert_pem, private_dir)
     ctx.check_hostname = True
     return ctx
+
+
+class MemoryTls:
+    """One side of a TLS session over `ssl` memory BIOs, on a socket the caller reads.
+
+    The caller chooses how to wait for the peer's bytes (the gRPC server reads when the hub says the socket
+    is readable; the gRPC client waits where its call runs) and serialises access: OpenSSL objects must not
+    be used from two threads at once, and records must leave in the order they were sealed.
+    """
+
+    def __init__(
+        self,
+        ctx: ssl.SSLContext,
+        sock: socket.socket,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> None:
+        self.sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+
+    def handshake(self, receive: Callable[[], bytes]) -> None:
+        """Complete the handshake; `receive()` waits for the peer's next bytes (b"" once it has closed)."""
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._send_sealed()
+                data = receive()
+                if not data:
+                    raise ConnectionError("the peer closed the connection during the TLS handshake") from None
+                self._incoming.write(data)
+        self._send_sealed()
+        if self._tls.selected_alpn_protocol() != ALPN_H2:
+            raise ConnectionError("the peer did not negotiate ALPN h2")
+
+    def send(self, clear: bytes) -> None:
+        """Seal `clear` (if any) and send it, with whatever the session still had to send."""
+        if clear:
+            self._tls.write(clear)
+        self._send_sealed()
+
+    def _send_sealed(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def receive(self, data: bytes) -> bytes | None:
+        """Take bytes read from the socket; return the plaintext they complete (None: the peer closed)."""
+        if data:
+            self._incoming.write(data)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._tls.read(_TLS_READ)
+            except ssl.SSLWantReadError:
+                return b"".join(chunks)
+            except ssl.SSLZeroReturnError:
+                return None
+            if not chunk:
+                return None
+            chunks.append(chunk)
