@@ -113,6 +113,27 @@ def _get(client: UnaryClient, key: str, method: str = "/pb.Storage/Get") -> pb.S
     return pb.StorageGetReply.FromString(raw)
 
 
+def _wrong_answers(client: UnaryClient, method: str, prefix: bytes, *, threads: int, calls: int) -> list[str]:
+    """`calls` calls of `method` from each of `threads` threads at once; the keys not answered prefix+key."""
+    wrong: list[str] = []
+
+    def work(n: int) -> None:
+        for i in range(calls):
+            key = f"t{n}-{i}"
+            try:
+                if _get(client, key, method).entry.value != prefix + key.encode():
+                    wrong.append(key)
+            except RpcError as exc:
+                wrong.append(f"{key}: {exc}")
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    return wrong
+
+
 def test_round_trip(endpoint: tuple[str, ssl.SSLContext, ssl.SSLContext]) -> None:
     path, good, _ = endpoint
     client = _client(path, good)
@@ -136,23 +157,7 @@ def test_concurrent_callers_get_their_own_answers(
 ) -> None:
     path, good, _ = endpoint
     client = _client(path, good)
-    errors: list[str] = []
-
-    def work(n: int) -> None:
-        for i in range(50):
-            key = f"t{n}-{i}"
-            try:
-                if _get(client, key).entry.value != key.encode():
-                    errors.append(key)
-            except RpcError as exc:
-                errors.append(f"{key}: {exc}")
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert _wrong_answers(client, "/pb.Storage/Get", b"", threads=8, calls=50) == []
     client.close()
 
 
@@ -198,21 +203,27 @@ def test_a_pooled_connection_closed_by_the_peer_is_replaced(
     client.close()
 
 
+Frame = tuple[int, int, bytes]  # type, flags, payload
+
+
 def _frames(
-    sock: ssl.SSLSocket, until: Callable[[list[tuple[int, int, bytes]]], bool]
-) -> list[tuple[int, int, bytes]]:
-    """Read (type, flags, payload) frames from a raw HTTP/2 connection until `until(frames)` holds."""
+    sock: ssl.SSLSocket,
+    until: Callable[[list[Frame]], bool],
+    on_frame: Callable[[Frame], None] = lambda _frame: None,
+) -> list[Frame]:
+    """Read frames from a raw HTTP/2 connection until `until(frames)` holds; `on_frame` sees each one."""
     buf, frames = b"", []
     while not until(frames):
         buf += sock.recv(65536)
         while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
             length = int.from_bytes(buf[:3], "big")
             frames.append((buf[3], buf[4], buf[9 : 9 + length]))
+            on_frame(frames[-1])
             buf = buf[9 + length :]
     return frames
 
 
-def _is_ack_of(payload: bytes) -> Callable[[tuple[int, int, bytes]], bool]:
+def _is_ack_of(payload: bytes) -> Callable[[Frame], bool]:
     return lambda f: f[0] == http2.PING and f[1] & http2.FLAG_ACK != 0 and f[2] == payload
 
 
@@ -250,23 +261,7 @@ def test_cooperative_calls_run_on_the_hub_and_wait_there_for_their_own_calls(
     path, good, _ = endpoint
     client = _client(path, good)
     HUB_THREADS.clear()
-    errors: list[str] = []
-
-    def work(n: int) -> None:
-        for i in range(20):
-            key = f"r{n}-{i}"
-            try:
-                if _get(client, key, "/pb.Storage/Relay").entry.value != b"relayed:" + key.encode():
-                    errors.append(key)
-            except RpcError as exc:
-                errors.append(f"{key}: {exc}")
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert _wrong_answers(client, "/pb.Storage/Relay", b"relayed:", threads=12, calls=20) == []
     assert len(HUB_THREADS) == 240 and set(HUB_THREADS) == {"hub"}
     client.close()
 
@@ -338,33 +333,28 @@ def test_a_reply_larger_than_the_host_s_window_is_finished_off_the_hub(
     raw.connect(path)
     raw.settimeout(10)
     with good.wrap_socket(raw, server_hostname="localhost") as sock:
-        h2 = http2.Connection(client_side=True)  # only for encoding; the default windows are kept
         stream = 1
         block = http2.encode_headers([(b":method", b"POST"), (b":path", b"/pb.Storage/HubGet")])
         request = frame(pb.StorageGetArgs(key="big:300000").SerializeToString())
-        sock.sendall(
+        sock.sendall(  # empty SETTINGS: the default 64 KiB windows
             http2.PREFACE
             + http2.encode_frame(http2.SETTINGS, 0, 0)
             + http2.encode_frame(http2.HEADERS, http2.FLAG_END_HEADERS, stream, block)
             + http2.encode_frame(http2.DATA, http2.FLAG_END_STREAM, stream, request)
         )
-        del h2
-        body = b""
-        ended = False
-        buf = b""
-        while not ended:
-            buf += sock.recv(65536)
-            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
-                payload, buf = buf[9 : 9 + length], buf[9 + length :]
-                if kind == http2.DATA and payload:
-                    body += payload
-                    grant = length.to_bytes(4, "big")
-                    sock.sendall(
-                        http2.encode_frame(http2.WINDOW_UPDATE, 0, 0, grant)
-                        + http2.encode_frame(http2.WINDOW_UPDATE, 0, stream, grant)
-                    )
-                ended = ended or (kind == http2.HEADERS and flags & http2.FLAG_END_STREAM != 0)
+
+        def grant(f: Frame) -> None:
+            if f[0] == http2.DATA and f[2]:
+                size = len(f[2]).to_bytes(4, "big")
+                sock.sendall(
+                    http2.encode_frame(http2.WINDOW_UPDATE, 0, 0, size)
+                    + http2.encode_frame(http2.WINDOW_UPDATE, 0, stream, size)
+                )
+
+        def ended(frames: list[Frame]) -> bool:
+            return any(f[0] == http2.HEADERS and f[1] & http2.FLAG_END_STREAM for f in frames)
+
+        body = b"".join(f[2] for f in _frames(sock, ended, grant) if f[0] == http2.DATA)
         reply = pb.StorageGetReply.FromString(body[5:])
         assert len(reply.entry.value) == 300_000
     assert HUB_THREADS == ["hub"]
