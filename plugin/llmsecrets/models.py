@@ -16,7 +16,7 @@ corrupt or foreign record never turns into a half-valid object.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
@@ -223,6 +223,25 @@ class IssuedKeyRecord:
     ttl: int
     lease_expires_at: float
     provider_expires_at: float | None = None
+
+    @classmethod
+    def for_lease(
+        cls,
+        ref: LeaseRef,
+        *,
+        issued_at: float,
+        ttl: int,
+        lease_expires_at: float,
+        provider_expires_at: float | None,
+    ) -> IssuedKeyRecord:
+        """The index entry of the key a lease refers to."""
+        return cls(
+            **asdict(ref),
+            issued_at=issued_at,
+            ttl=ttl,
+            lease_expires_at=lease_expires_at,
+            provider_expires_at=provider_expires_at,
+        )
 
     @staticmethod
     def storage_key(connection: str, key_id: str) -> str:

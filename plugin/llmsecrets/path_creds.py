@@ -175,13 +175,16 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
         delete_wal(storage, wal_id)  # a definitive failure: nothing was created
         raise errors.for_request(exc, connection=conn.name, action="creating a key") from None
 
-    record = IssuedKeyRecord(
+    ref = LeaseRef(
         connection=conn.name,
         provider=conn.provider,
         key_id=issued.key_id,
         scope=issued.scope,
         role=role.name,
         key_name=issued.key_name,
+    )
+    record = IssuedKeyRecord.for_lease(
+        ref,
         issued_at=now,
         ttl=ttl,
         lease_expires_at=now + max_ttl,
@@ -193,14 +196,6 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
         # No lease will own the key: delete it now. If that fails too, the WAL entry covers it.
         _discard(b, client, issued, conn)
         raise
-    ref = LeaseRef(
-        connection=conn.name,
-        provider=conn.provider,
-        key_id=issued.key_id,
-        scope=issued.scope,
-        role=role.name,
-        key_name=issued.key_name,
-    )
     resp = b.api_key.response(_data(issued, ref, spec), ref.to_internal(), ttl=ttl, max_ttl=max_ttl)
     delete_wal(storage, wal_id)
     log.info(
