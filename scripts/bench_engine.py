@@ -325,12 +325,10 @@ def _vault_time(value: str) -> float:
 
 
 def plugin_process(bao: BaoServer, plugin_path: Path) -> psutil.Process:
-    assert bao.proc is not None
-    for child in psutil.Process(bao.proc.pid).children():
-        with contextlib.suppress(psutil.Error):
-            if any(str(plugin_path) in part for part in child.cmdline()):
-                return child
-    raise RuntimeError("the plugin process was not found among the server's children")
+    found = bao.plugin_processes(plugin_path)
+    if not found:
+        raise RuntimeError("the plugin process was not found among the server's children")
+    return found[0]
 
 
 def main() -> int:

@@ -217,13 +217,7 @@ def parse_vault_time(value: str) -> float:
 
 
 def plugin_process(bao: BaoServer, plugin_path: Path) -> psutil.Process | None:
-    if bao.proc is None:
-        return None
-    for child in psutil.Process(bao.proc.pid).children():
-        with contextlib.suppress(psutil.Error):
-            if any(str(plugin_path) in part for part in child.cmdline()):
-                return child
-    return None
+    return next(iter(bao.plugin_processes(plugin_path)), None)
 
 
 def expect_rejected(emu: EmulatorProcess, api_key: str, model: str, out: Out) -> None:

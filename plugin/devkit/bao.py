@@ -35,6 +35,18 @@ def is_gone(pid: int) -> bool:
         return True
 
 
+def kill_leftovers(pids: list[int], timeout: float) -> list[int]:
+    """Wait for `pids` to exit; SIGKILL (by PID) those still running after `timeout`; return them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(is_gone(p) for p in pids):
+        time.sleep(0.1)
+    survivors = [p for p in pids if not is_gone(p)]
+    for pid in survivors:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    return survivors
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import hvac
 import pytest
-from devkit.bao import BaoServer
+from devkit.bao import BaoServer, kill_leftovers
 from e2e_support import (
     PLUGIN_NAME,
     BuiltPlugin,
     Mount,
     build_testbackend,
-    kill_leftovers,
     plugin_processes,
     start_server,
     unique_mount_name,

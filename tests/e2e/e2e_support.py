@@ -5,10 +5,8 @@ A uniquely named module (not conftest), so that test directories without __init_
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import hvac
 import psutil
 import requests
-from devkit.bao import BaoServer, is_gone
+from devkit.bao import BaoServer
 from devkit.build import build_plugin, project_packages
 
 PLUGIN_NAME = "e2e-test"
@@ -53,18 +51,6 @@ def start_server(workdir: Path, plugin: BuiltPlugin) -> BaoServer:
 
 def plugin_processes(server: BaoServer, plugin: BuiltPlugin) -> list[psutil.Process]:
     return server.plugin_processes(plugin.path)
-
-
-def kill_leftovers(pids: list[int], timeout: float) -> list[int]:
-    """Wait for `pids` to exit; SIGKILL (by PID) those still running after `timeout`; return them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(is_gone(p) for p in pids):
-        time.sleep(0.1)
-    survivors = [p for p in pids if not is_gone(p)]
-    for pid in survivors:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
-    return survivors
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------

@@ -12,15 +12,13 @@ from collections.abc import Callable
 import hvac
 import psutil
 import pytest
+from devkit.bao import BaoServer, is_gone, kill_leftovers
 from devkit.waiting import wait_for
 from e2e_support import (
     PLUGIN_NAME,
     Api,
-    BaoServer,
     BuiltPlugin,
     Mount,
-    is_gone,
-    kill_leftovers,
     unique_mount_name,
 )
 from testbackend import FAIL_SETUP_OPTION, SETUP_REJECTED

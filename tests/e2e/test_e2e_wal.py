@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 import pytest
+from devkit.bao import is_gone
 from devkit.waiting import wait_for
-from e2e_support import Mount, is_gone, unique_mount_name
+from e2e_support import Mount, unique_mount_name
 from testbackend import WAL_KIND
 
 WAL_MIN_AGE = 1.0  # the test backend's wal_min_age_seconds

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import psutil
-from devkit.bao import BaoServer, is_gone
+from devkit.bao import BaoServer, kill_leftovers
 from devkit.build import build_engine
 from llm_emulators import LiteLLMEmulator, OpenAIEmulator, OpenRouterEmulator
 from llm_emulators.core import Emulator, EmulatorServer
@@ -73,14 +73,7 @@ def stop_server(server: BaoServer, engine: BuiltEngine) -> list[int]:
     with contextlib.suppress(psutil.Error):
         pids = plugin_pids(server, engine)
     server.stop()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(is_gone(p) for p in pids):
-        time.sleep(0.1)
-    survivors = [p for p in pids if not is_gone(p)]
-    for pid in survivors:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
-    return survivors
+    return kill_leftovers(pids, timeout=10)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ import grpc
 import psutil
 import pytest
 from cryptography import x509
+from devkit.bao import is_gone, kill_leftovers
 from devkit.waiting import wait_for
-from e2e_support import BuiltPlugin, is_gone, kill_leftovers
+from e2e_support import BuiltPlugin
 from protocol_support import (
     MAGIC_COOKIE_KEY,
     Identity,
