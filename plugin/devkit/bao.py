@@ -64,6 +64,7 @@ class BaoServer:
         root_token: str = "root",  # noqa: S107 - a throwaway dev server on loopback
         log_level: str = "debug",
         extra_env: dict[str, str] | None = None,
+        extra_config: str = "",
     ) -> None:
         self.workdir = workdir
         self.plugin_dir = plugin_dir
@@ -73,13 +74,14 @@ class BaoServer:
         self.log_path = workdir / "bao.log"
         self._log_level = log_level
         self._extra_env = extra_env or {}
+        self._extra_config = extra_config  # HCL appended to the config file (plugin blocks, audit devices)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> BaoServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.hcl"
-        config.write_text(f'plugin_directory = "{self.plugin_dir.resolve()}"\n')
+        config.write_text(f'plugin_directory = "{self.plugin_dir.resolve()}"\n{self._extra_config}')
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env.update(self._extra_env)
         with self.log_path.open("ab") as log:
