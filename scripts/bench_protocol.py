@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 from devkit.bao import BaoServer
-from devkit.build import build_plugin, project_packages
+from devkit.build import build_zipapp, project_packages
 from vaultplugin.tls import generate_plugin_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-protocol-") as tmp:
         work = Path(tmp)
         packages = {"testbackend": TESTBACKEND, **project_packages("vaultplugin")}
-        plugin, sha256 = build_plugin(work / "plugins", "bench-backend", "testbackend:main", packages)
+        plugin, sha256 = build_zipapp(work / "plugins", "bench-backend", "testbackend:main", packages)
 
         starts = cold_start(plugin, 7)
         emit(

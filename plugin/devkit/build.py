@@ -1,7 +1,10 @@
-"""Build a plugin executable: a zipapp of the plugin's packages, run by this Python interpreter.
+"""Build plugin executables.
 
-A zipapp keeps the whole plugin in the one file whose sha256 Vault checks, so changed code cannot run
-without being registered again. Third-party packages (grpcio, ...) come from the interpreter's environment.
+The engine ships as a self-contained one-file executable (`build_engine`, see `devkit.onefile`). A zipapp of
+the plugin's packages run by this Python interpreter (`build_zipapp`) builds in milliseconds: the protocol
+layer's test backend uses it, and the benchmarks use it to compare against the shipped file. A zipapp keeps
+our code in the one file whose sha256 Vault checks, but third-party code comes from the interpreter's
+environment, so it runs only on the machine that built it.
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import sys
 import zipfile
 from pathlib import Path
+
+from devkit.onefile import build_onefile
 
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent  # the directory that holds the packages
 
@@ -27,7 +33,7 @@ def _add_package(zf: zipfile.ZipFile, package_dir: Path, arc_root: str) -> None:
             zf.writestr(info, path.read_bytes())
 
 
-def build_plugin(
+def build_zipapp(
     outdir: Path,
     name: str,
     entry: str,
@@ -63,10 +69,32 @@ def project_packages(*names: str) -> dict[str, Path]:
 
 
 ENGINE_NAME = "vault-plugin-secrets-llm"
+ENGINE_ENTRY = "llmsecrets.main:main"
+ENGINE_PACKAGES = ("vaultplugin", "llmsecrets")
+VERSION_MODULE = "llmsecrets/version.py"
+VERSION_RE = re.compile(r"v\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?")
 
 
-def build_engine(outdir: Path, python: str = sys.executable) -> tuple[Path, str]:
-    """The LLM secrets engine as a plugin executable named vault-plugin-secrets-llm."""
-    return build_plugin(
-        outdir, ENGINE_NAME, "llmsecrets.main:main", project_packages("vaultplugin", "llmsecrets"), python
+def version_override(version: str | None) -> dict[str, str]:
+    """Staged-file overrides that make the build report `version` (a semantic version with a leading v)."""
+    if version is None:
+        return {}
+    if not VERSION_RE.fullmatch(version):
+        raise ValueError(f"version {version!r}: want a semantic version with a leading v, e.g. v0.2.0")
+    doc = '"""The plugin\'s version, reported to Vault (set at build time)."""'
+    return {VERSION_MODULE: f'{doc}\n\nVERSION = "{version}"\n'}
+
+
+def build_engine(outdir: Path, *, version: str | None = None) -> tuple[Path, str]:
+    """The LLM secrets engine as a one-file executable OUTDIR/vault-plugin-secrets-llm; (path, sha256).
+
+    `version` overrides the version the plugin reports (default: llmsecrets.version.VERSION).
+    """
+    return build_onefile(
+        outdir, ENGINE_NAME, ENGINE_ENTRY, project_packages(*ENGINE_PACKAGES), version_override(version)
     )
+
+
+def build_engine_zipapp(outdir: Path) -> tuple[Path, str]:
+    """The engine as a zipapp run by this interpreter (for benchmarks against the one-file build)."""
+    return build_zipapp(outdir, ENGINE_NAME, ENGINE_ENTRY, project_packages(*ENGINE_PACKAGES))

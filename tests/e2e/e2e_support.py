@@ -15,7 +15,7 @@ import hvac
 import psutil
 import requests
 from devkit.bao import BaoServer
-from devkit.build import build_plugin, project_packages
+from devkit.build import build_zipapp, project_packages
 
 PLUGIN_NAME = "e2e-test"
 PLUGIN_FILE = "e2e-testbackend"
@@ -32,7 +32,7 @@ class BuiltPlugin:
 def build_testbackend(plugin_dir: Path) -> BuiltPlugin:
     """Build the test backend, with this tree's `vaultplugin`, into `plugin_dir` (a plugin_directory)."""
     packages = {"testbackend": TESTBACKEND_DIR, **project_packages("vaultplugin")}
-    path, sha256 = build_plugin(plugin_dir, PLUGIN_FILE, "testbackend:main", packages)
+    path, sha256 = build_zipapp(plugin_dir, PLUGIN_FILE, "testbackend:main", packages)
     return BuiltPlugin(plugin_dir=plugin_dir, path=path, sha256=sha256)
 
 
