@@ -65,6 +65,7 @@ class BaoServer:
         log_level: str = "debug",
         extra_env: dict[str, str] | None = None,
         extra_config: str = "",
+        inherit_env: bool = True,
     ) -> None:
         self.workdir = workdir
         self.plugin_dir = plugin_dir
@@ -75,6 +76,8 @@ class BaoServer:
         self._log_level = log_level
         self._extra_env = extra_env or {}
         self._extra_config = extra_config  # HCL appended to the config file (plugin blocks, audit devices)
+        # False: the server (and so its plugins) gets a bare environment, as on a host with nothing of ours.
+        self._inherit_env = inherit_env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> BaoServer:
@@ -82,7 +85,10 @@ class BaoServer:
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.hcl"
         config.write_text(f'plugin_directory = "{self.plugin_dir.resolve()}"\n{self._extra_config}')
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        if self._inherit_env:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        else:
+            env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir)}
         env.update(self._extra_env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -141,16 +141,20 @@ def build_onefile(
     entry: str,
     packages: Mapping[str, Path],
     overrides: Mapping[str, str] | None = None,
+    *,
+    use_cache: bool = True,
 ) -> tuple[Path, str]:
     """Write OUTDIR/NAME, a one-file executable running `entry` ("module:function"); return (path, sha256).
 
     `packages` maps an importable package name to its source directory; `overrides` replaces the content of
-    staged files (path relative to the staging root, e.g. "llmsecrets/version.py").
+    staged files (path relative to the staging root, e.g. "llmsecrets/version.py"). `use_cache=False` builds
+    afresh (to check that builds are reproducible).
     """
     overrides = dict(overrides or {})
     key = build_digest(name, entry, packages, overrides)
-    cached = CACHE_DIR / key[:32] / name
-    with _locked(CACHE_DIR / f"{key[:32]}.lock"):
+    cache_dir = CACHE_DIR if use_cache else Path(tempfile.mkdtemp(prefix="onefile-cache-"))
+    cached = cache_dir / key[:32] / name
+    with _locked(cache_dir / f"{key[:32]}.lock"):
         if not cached.is_file():
             # The staging directory has a fixed name inside a fresh temporary one: PyInstaller records
             # module paths relative to it, so the location never reaches the file.
@@ -169,5 +173,6 @@ def build_onefile(
     shutil.copyfile(cached, partial)
     partial.chmod(0o755)
     os.replace(partial, target)
+    if not use_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return target, hashlib.sha256(target.read_bytes()).hexdigest()
-

@@ -62,6 +62,18 @@ def _watch_parent(parent: int, shutdown: threading.Event) -> None:
             shutdown.set()
 
 
+def _remove_orphaned_bundle(parent: int) -> None:
+    """Remove a one-file build's unpacked bundle when its bootloader (our parent) died before us.
+
+    A PyInstaller one-file executable unpacks itself into $TMPDIR/_MEI... and runs us as its child; it
+    deletes that directory when we exit, unless it was killed first (a SIGKILL from the host): then nobody
+    else will, and every crash would leave ~40 MB behind.
+    """
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle and getattr(sys, "frozen", False) and os.getppid() != parent:
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
 def _exit_after_failed_setup(plugin: PluginServer, shutdown: threading.Event) -> None:
     # The host does not kill a plugin whose Setup failed: exit once the error reply had time to leave.
     plugin.setup_failed.wait()
@@ -106,5 +118,6 @@ def serve(factory: BackendFactory, version: str) -> None:
     server.close()
     broker.close()
     shutil.rmtree(private_dir, ignore_errors=True)
+    _remove_orphaned_bundle(parent)
     logging.shutdown()
     os._exit(0)  # daemon threads blocked in socket calls must not delay the exit
