@@ -130,16 +130,17 @@ def split(items: list[str], parts: int) -> list[list[str]]:
 
 
 class Meter:
-    """CPU of the plugin, the server and this process (the emulator's threads), and host busy time."""
+    """CPU of the plugin (all its processes), the server and this process (the emulator's threads), and host
+    busy time."""
 
-    def __init__(self, plugin: psutil.Process, server: psutil.Process) -> None:
+    def __init__(self, plugin: list[psutil.Process], server: psutil.Process) -> None:
         self.plugin, self.server, self.me = plugin, server, psutil.Process()
 
     def snapshot(self) -> tuple[float, float, float, float, float]:
         host = psutil.cpu_times()
         busy = host.user + host.system + host.nice + getattr(host, "softirq", 0.0) + getattr(host, "irq", 0.0)
         return (
-            sum(self.plugin.cpu_times()[:2]),
+            sum(sum(p.cpu_times()[:2]) for p in self.plugin),
             sum(self.server.cpu_times()[:2]),
             sum(self.me.cpu_times()[:2]),
             busy,
@@ -162,14 +163,18 @@ class Meter:
         )
 
 
-def rss_mb(proc: psutil.Process) -> tuple[float, float]:
-    """(current RSS, peak RSS) in MB; the peak from /proc (VmHWM) where available."""
-    current = proc.memory_info().rss / 1e6
-    peak = current
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) * 1024 / 1e6
+def rss_mb(processes: list[psutil.Process]) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB summed over `processes`; the peak from /proc (VmHWM) where available."""
+    current = peak = 0.0
+    for proc in processes:
+        rss = proc.memory_info().rss / 1e6
+        current += rss
+        hwm = rss
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024 / 1e6
+        peak += hwm
     return current, peak
 
 
@@ -331,6 +336,11 @@ def plugin_process(bao: BaoServer, plugin_path: Path) -> psutil.Process:
     return found[0]
 
 
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """The plugin's processes: a one-file build runs as a bootloader and a Python child."""
+    return [root, *root.children(recursive=True)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each creds-read phase")
@@ -381,7 +391,7 @@ def main() -> int:
             client.write(f"{MOUNT}/roles/bench", connection="bench", ttl="10m", max_ttl="1h", **extra)
             client.write(f"{MOUNT}/roles/expire", connection="bench", ttl="10m", max_ttl="1h", **extra)
             assert bao.proc is not None
-            meter = Meter(plug, psutil.Process(bao.proc.pid))
+            meter = Meter(process_tree(plug), psutil.Process(bao.proc.pid))
             list(pool.map(warm, [bao.addr] * workers))
             bench = Bench(args, bao.addr, emu, pool, meter)
 
@@ -401,7 +411,7 @@ def main() -> int:
             if args.expire_leases > 0:
                 bench.expiry(args.expire_leases, max(client_counts), args.expire_latency_ms)
 
-            current, peak = rss_mb(plug)
+            current, peak = rss_mb(process_tree(plug))
             emit("plugin_rss", current, "MB", peak_mb=round(peak, 1))
             emit("provider_keys_left", live(emu), "keys", created=emu.create_count, deleted=emu.delete_count)
         finally:

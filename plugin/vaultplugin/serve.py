@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MAGIC_COOKIE_KEY = "VAULT_BACKEND_PLUGIN"
 MAGIC_COOKIE_VALUE = "6669da05-b1c8-4f49-97d9-c8e5bed98e20"
+MULTIPLEX_GRPC_ENV = "PLUGIN_MULTIPLEX_GRPC"
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSION = 5
 _PARENT_POLL_SECONDS = 0.5
@@ -107,8 +108,13 @@ def serve(factory: BackendFactory, version: str) -> None:
     tls_path = private_dir / "plugin.sock"
     server = GrpcServer(str(tls_path), server_context(cert, host_cert, private_dir), plugin.methods())
 
-    line = f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{tls_path}|grpc|{cert.handshake_b64}\n"
-    os.write(handshake_fd, line.encode())
+    line = f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{tls_path}|grpc|{cert.handshake_b64}"
+    if os.environ.get(MULTIPLEX_GRPC_ENV, "").lower() == "true":
+        # HashiCorp Vault's container runtime asks for gRPC broker multiplexing, which we do not speak. A
+        # seventh field "false" makes the host refuse us with a plain "does not support" error.
+        log.error("the host asked for gRPC broker multiplexing (a containerized plugin): not supported")
+        line += "|false"
+    os.write(handshake_fd, (line + "\n").encode())
     log.debug("plugin serving", extra={"startup_ms": round((time.monotonic() - started) * 1000, 1)})
 
     threading.Thread(target=_watch_parent, args=(parent, shutdown), name="parent-watch", daemon=True).start()

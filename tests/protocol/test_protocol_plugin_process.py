@@ -42,6 +42,14 @@ pytestmark = pytest.mark.timeout(60)
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
+def test_a_request_for_broker_multiplexing_is_declined_in_the_handshake(spawn: Spawn, host: Identity) -> None:
+    """Vault's container runtime sets PLUGIN_MULTIPLEX_GRPC; we say "false" so it refuses us plainly."""
+    proc = spawn({**host_environment(host.cert_pem), "PLUGIN_MULTIPLEX_GRPC": "true"})
+    assert proc.stdout is not None
+    fields = proc.stdout.readline().decode().rstrip("\n").split("|")
+    assert fields[:2] == ["1", "5"] and len(fields) == 7 and fields[6] == "false", fields
+
+
 def test_handshake_line(spawn: Spawn, host: Identity) -> None:
     started = time.monotonic()
     proc = spawn(host_environment(host.cert_pem))
