@@ -187,7 +187,7 @@ def test_a_tag_must_be_a_registry_tag(binary: Path) -> None:
         ("127.0.0.1:5000/plugins/name:v0.1.0", "127.0.0.1:5000/plugins/name", "v0.1.0", "http"),
         ("localhost:5000/name", "localhost:5000/name", None, "http"),
         ("[::1]:5000/name", "[::1]:5000/name", None, "http"),
-        ("registry.example:443/team/name", "registry.example:443/team/name", None, "https"),
+        ("192.0.2.10:5000/team/name", "192.0.2.10:5000/team/name", None, "https"),  # TEST-NET-1
     ],
 )
 def test_image_references(text: str, image: str, tag: str | None, scheme: str) -> None:
