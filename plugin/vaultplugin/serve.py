@@ -7,6 +7,8 @@ dies, or Setup fails.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -31,6 +33,7 @@ MULTIPLEX_GRPC_ENV = "PLUGIN_MULTIPLEX_GRPC"
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSION = 5
 _PARENT_POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class StartupError(Exception):
@@ -61,6 +64,21 @@ def _watch_parent(parent: int, shutdown: threading.Event) -> None:
         if os.getppid() != parent:
             log.warning("the Vault process that started this plugin is gone; exiting")
             shutdown.set()
+
+
+def _stop_with_bootloader(shutdown: threading.Event) -> None:
+    """In a one-file build, stop as soon as the bootloader that runs us (our parent) dies.
+
+    The host knows only the bootloader's PID and kills that; the kernel then sends us SIGTERM at once
+    (PR_SET_PDEATHSIG), as if the host had killed us, instead of our serving on until the parent watch
+    notices. Only under our own bootloader: a Go host's forking thread may exit while the host lives on.
+    """
+    if not getattr(sys, "frozen", False):
+        return
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: shutdown.set())
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _remove_orphaned_bundle(parent: int) -> None:
@@ -101,6 +119,7 @@ def serve(factory: BackendFactory, version: str) -> None:
     started = time.monotonic()
     private_dir = Path(tempfile.mkdtemp(prefix="vault-plugin-"))  # 0700: only this process uses its sockets
     shutdown = threading.Event()
+    _stop_with_bootloader(shutdown)
     cert = generate_plugin_certificate()
     broker = Broker(client_context(cert, host_cert, private_dir))
     plugin = PluginServer(factory, version, broker, shutdown)
