@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from agent_kube_api import FakeKubernetesApi, new_service_account, throwaway_ca_pem
 from devkit.bao import BaoServer, bao_binary, kill_leftovers
 from devkit.build import ENGINE_NAME, build_engine
@@ -48,14 +49,10 @@ SHIPPED_TOKEN_PATH = '"/var/run/secrets/kubernetes.io/serviceaccount/token"'
 SHIPPED_DESTINATION = '"/vault/secrets/openai.env"'
 SHIPPED_COMMAND = '["/app/bin/chatbot"]'
 
-APP_POLICY = f"""
-path "{MOUNT}/creds/{ROLE}" {{
-  capabilities = ["read"]
-}}
-path "sys/leases/renew" {{
-  capabilities = ["update"]
-}}
-"""
+# The app persona's shipped policy (for role chatbot): what the agent's token gets, with "default" (which lets
+# a token renew a lease by id in the body, as the agent does).
+APP_POLICY_FILE = REPO_ROOT / "vault-config" / "policies" / "llm-app.hcl"
+APP_POLICY_NAME = f"llm-app-{ROLE}"
 
 CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -142,12 +139,21 @@ class AgentStack:
         self.ok("PUT", f"sys/leases/revoke-prefix/{MOUNT}/creds/{ROLE}")
 
 
-def start_stack(workdir: Path) -> AgentStack:
-    """Build the engine, start everything, configure it; on failure stop what was started (by PID)."""
-    plugin_dir = workdir / "plugins"
-    engine_path, sha256 = build_engine(plugin_dir)
+@dataclass(frozen=True)
+class BuiltEngine:
+    path: Path
+    sha256: str
+
+
+def build(plugin_dir: Path) -> BuiltEngine:
+    path, sha256 = build_engine(plugin_dir)
+    return BuiltEngine(path, sha256)
+
+
+def start_stack(workdir: Path, engine: BuiltEngine) -> AgentStack:
+    """Start everything with the built engine and configure it; on failure stop what was started (by PID)."""
     with contextlib.ExitStack() as undo:
-        server = BaoServer(workdir / "bao", plugin_dir).start()
+        server = BaoServer(workdir / "bao", engine.path.parent).start()
         undo.callback(server.stop)
         emulator = OpenAIEmulator(f"adm-openai-{secrets.token_hex(16)}", projects=(PROJECT,))
         emu_server = emulator.serve()
@@ -161,8 +167,8 @@ def start_stack(workdir: Path) -> AgentStack:
         account = new_service_account(NAMESPACE, ROLE)
         token_file = workdir / "serviceaccount-token"
         token_file.write_text(kube.issue_token(account))
-        stack = AgentStack(server, engine_path, emulator, emu_server, kube, token_file, http)
-        _configure(stack, sha256)
+        stack = AgentStack(server, engine.path, emulator, emu_server, kube, token_file, http)
+        _configure(stack, engine.sha256)
         undo.pop_all()
         return stack
     raise AssertionError("unreachable")  # ExitStack does not swallow exceptions; this keeps mypy content
@@ -182,7 +188,7 @@ def _configure(stack: AgentStack, sha256: str) -> None:
         },
     )
     stack.set_role_ttls(600, 3600)
-    stack.ok("PUT", f"sys/policies/acl/{ROLE}-llm", json={"policy": APP_POLICY})
+    stack.ok("PUT", f"sys/policies/acl/{APP_POLICY_NAME}", json={"policy": APP_POLICY_FILE.read_text()})
     stack.ok("POST", "sys/auth/kubernetes", json={"type": "kubernetes"})
     stack.ok(
         "POST",
@@ -199,16 +205,29 @@ def _configure(stack: AgentStack, sha256: str) -> None:
         json={
             "bound_service_account_names": [ROLE],
             "bound_service_account_namespaces": [NAMESPACE],
-            "token_policies": [f"{ROLE}-llm"],
+            "token_policies": [APP_POLICY_NAME],
             "token_ttl": "1h",
         },
     )
 
 
+def plugin_pids(server: BaoServer, needle: Path) -> list[int]:
+    """Live descendants of `server` whose command line names `needle` (the one-file plugin forks once)."""
+    if server.proc is None:
+        return []
+    found = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for proc in psutil.Process(server.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.status() != psutil.STATUS_ZOMBIE and any(str(needle) in a for a in proc.cmdline()):
+                    found.append(proc.pid)
+    return found
+
+
 def stop_stack(stack: AgentStack) -> list[int]:
     """Stop the server (and SIGKILL, by PID, plugin processes still alive 10 s later), the emulator and the
     fake API; return the PIDs that had to be killed."""
-    pids = [p.pid for p in stack.server.plugin_processes(stack.engine_path)]
+    pids = plugin_pids(stack.server, stack.engine_path.parent)
     stack.http.close()
     stack.server.stop()
     survivors = kill_leftovers(pids, timeout=10)

@@ -13,12 +13,18 @@ import pytest
 
 # The shared helpers live beside this file; make them importable under any pytest import mode.
 sys.path.insert(0, str(Path(__file__).parent))
-from agent_support import AgentStack, start_stack, stop_stack
+from agent_support import AgentStack, BuiltEngine, build, start_stack, stop_stack
 
 
 @pytest.fixture(scope="session")
-def agent_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentStack]:
-    stack = start_stack(tmp_path_factory.mktemp("agent-stack"))
+def engine(tmp_path_factory: pytest.TempPathFactory) -> BuiltEngine:
+    """The shipped one-file plugin (built once; the build is cached by source digest)."""
+    return build(tmp_path_factory.mktemp("agent-engine"))
+
+
+@pytest.fixture(scope="session")
+def agent_stack(tmp_path_factory: pytest.TempPathFactory, engine: BuiltEngine) -> Iterator[AgentStack]:
+    stack = start_stack(tmp_path_factory.mktemp("agent-stack"), engine)
     try:
         yield stack
     finally:
