@@ -13,7 +13,8 @@
    refuses, naming the version the plugin does report): this proves the server can run it and its sha256
    matches, and tells the version, before a live mount is touched;
 4. registers `secret/<name>` at that version with the sha256 (and the plugin's env, kept from the version
-   the mount runs unless --env is given);
+   the mount runs unless --env is given). A version declared by a `plugin` block in the server's config is
+   left to the config: it is used as is if its sha256 is the file's, and refused otherwise;
 5. enables the mount on that version, or upgrades it: tune `plugin_version`, then reload the mount's
    plugin (leases stay with the mount, so the new process renews and revokes the old leases);
 6. verifies: `sys/mounts` shows the version and sha256 running, and the mount answers path-help. A failed
@@ -187,6 +188,7 @@ class CatalogEntry:
     sha256: str
     command: str
     env: tuple[str, ...]
+    declarative: bool = False  # from a `plugin` block in the server's config: only the config may change it
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,8 @@ class Installer:
         version = opts.version or self.registered_version(plugin.sha256) or plugin.sbom_version
         command = f"{opts.name}-{version}" if version else None
         current = self.catalog_entry(version) if version else None
+        if current is not None and current.declarative:
+            command = self.check_declared(current, plugin)
         installed = current is not None and current.sha256 == plugin.sha256 and current.command == command
         self.require(self.needs(mount))
 
@@ -240,7 +244,9 @@ class Installer:
         assert version is not None and command is not None
 
         env = self.desired_env(current, mount)
-        entry = CatalogEntry(version, plugin.sha256, command, env)
+        entry = CatalogEntry(
+            version, plugin.sha256, command, env, current is not None and current.declarative
+        )
         registered = self.register(entry, current)
         self.apply_to_mount(mount, entry, catalog_changed=registered)
 
@@ -356,7 +362,21 @@ class Installer:
             str(d.get("sha256") or ""),
             str(d.get("command") or ""),
             tuple(str(x) for x in d.get("env") or []),
+            bool(d.get("declarative")),
         )
+
+    def check_declared(self, declared: CatalogEntry, plugin: PluginFile) -> str:
+        """A version declared in the server's config is the config's to change: writing it through the
+        API would make the next start or SIGHUP fail ("conflicts with existing non-declarative plugin")."""
+        where = f"secret/{self.opts.name} {declared.version} is declared in the server's config"
+        if declared.sha256 != plugin.sha256:
+            raise InstallError(
+                f"{where} with another sha256 ({declared.sha256[:12]}...): change its plugin block "
+                "(sha256sum) and SIGHUP the server, or install a build that reports another version"
+            )
+        if self.opts.env is not None and self.opts.env != declared.env:
+            raise InstallError(f"{where}: --env cannot change it; set env in its plugin block")
+        return declared.command
 
     # --- the file
 
@@ -482,6 +502,11 @@ class Installer:
 
     def register(self, entry: CatalogEntry, current: CatalogEntry | None) -> bool:
         name = self.opts.name
+        if current is not None and current.declarative:
+            self.say(
+                f"catalog   secret/{name} {entry.version} is declared in the server's config (sha256 matches)"
+            )
+            return False
         if current == entry:
             self.say(f"catalog   secret/{name} {entry.version} is registered (sha256 and command match)")
             return False

@@ -42,11 +42,11 @@ def build_releases(root: Path) -> Releases:
     return Releases(a=build_release(root / "a"), b=build_release(root / "b", VERSION_B))
 
 
-def start_server(workdir: Path) -> BaoServer:
-    """A dev server with an empty plugin directory and a root token that appears in no other text, so
-    a test can assert the script never prints it."""
+def start_server(workdir: Path, extra_config: str = "") -> BaoServer:
+    """A dev server with a plugin directory of its own (empty unless the caller filled it) and a root token
+    that appears in no other text, so a test can assert the script never prints it."""
     token = f"tok-{secrets.token_hex(12)}"
-    return BaoServer(workdir, workdir / "plugins", root_token=token).start()
+    return BaoServer(workdir, workdir / "plugins", root_token=token, extra_config=extra_config).start()
 
 
 def stop_server(server: BaoServer) -> list[int]:
