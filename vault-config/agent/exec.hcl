@@ -50,6 +50,7 @@ env_template "OPENAI_API_KEY" {
 exec {
   command                   = ["/app/bin/chatbot"]
   restart_on_secret_changes = "always"
-  # The application gets this signal, then 30 s to exit before SIGKILL, and starts again with the new key.
+  # 2 s after a new key is read (the agent debounces changes; the first start waits 2 s too), the application
+  # gets this signal, then 30 s to exit before SIGKILL, and starts again with the new key.
   restart_stop_signal = "SIGTERM"
 }
