@@ -16,7 +16,7 @@ from devkit.bao import BaoServer
 
 # The shared helpers live beside this file; make them importable under any pytest import mode.
 sys.path.insert(0, str(Path(__file__).parent))
-from install_support import (
+from install_script_support import (
     Api,
     Provider,
     Releases,

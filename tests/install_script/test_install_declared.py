@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from devkit.bao import BaoServer
-from install_support import VERSION_A, Api, Releases, run_install, start_server, stop_server
+from install_script_support import VERSION_A, Api, Releases, run_install, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(120)
 

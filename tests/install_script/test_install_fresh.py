@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from devkit.bao import BaoServer
 from devkit.install import sha256_of
-from install_support import VERSION_A, Api, Provider, Releases, issue, processes_running, run_install
+from install_script_support import VERSION_A, Api, Provider, Releases, issue, processes_running, run_install
 
 pytestmark = pytest.mark.timeout(120)
 

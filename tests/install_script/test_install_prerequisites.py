@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from devkit.bao import BaoServer, free_port
 from devkit.install import EXIT_COPY_NEEDED, EXIT_FAILED
-from install_support import VERSION_A, Api, Releases, Run, run_install, start_server, stop_server
+from install_script_support import VERSION_A, Api, Releases, Run, run_install, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(90)
 

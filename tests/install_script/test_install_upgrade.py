@@ -16,7 +16,7 @@ import pytest
 from devkit.bao import BaoServer
 from devkit.install import Installer, InstallError, Options
 from devkit.waiting import wait_for
-from install_support import (
+from install_script_support import (
     REPO,
     VERSION_A,
     VERSION_B,
