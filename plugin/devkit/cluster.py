@@ -3,8 +3,8 @@
 The node configs are the committed template rendered by `devkit.render_config` (free ports instead of
 8210-8231), so a cluster started here is the one the README tells operators to run. `BaoCluster.start()`
 starts three `bao server` processes, initialises one (one key share), unseals all three (the other two join
-through retry_join when unsealed) and waits until Raft lists every node. The engine is installed only by the
-declarative plugin block: nothing here registers a plugin.
+through retry_join when unsealed) and waits until Raft has every node as a voter. The engine is installed
+only by the declarative plugin block: nothing here registers a plugin.
 
 Each node is a process owned by this object and stopped by its PID; the plugin processes a node started are
 recorded before the node stops or is killed, and killed by PID if they outlive it. Fault drills use
@@ -37,6 +37,16 @@ HEALTH_ACTIVE = 200
 HEALTH_STANDBY = 429
 HEALTH_NOT_INITIALIZED = 501
 HEALTH_SEALED = 503
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1 (the OS may hand out a just-released port twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -190,9 +200,11 @@ class BaoCluster:
     ) -> None:
         self.workdir = workdir
         self.plugin = plugin
-        ports = [(free_port(), free_port()) for _ in range(HA_NODES)]
+        flat = free_ports(2 * HA_NODES)
+        ports = [(flat[2 * i], flat[2 * i + 1]) for i in range(HA_NODES)]
         specs = ha_nodes(workdir, ports)
-        configs = render_ha(workdir, plugin, specs)
+        self.audit_log = workdir / "audit.log"  # one path on every node (the audit table is cluster-wide)
+        configs = render_ha(workdir, plugin, specs, self.audit_log)
         env = server_env(extra_env)
         self.nodes = [
             BaoNode(spec.node_id, spec.api_addr, config, spec.data_dir, log_level=log_level, env=env)
@@ -202,16 +214,29 @@ class BaoCluster:
         self.unseal_key = ""
 
     def start(self, timeout: float = 120.0) -> BaoCluster:
-        """Start every node, initialise the first, unseal all, and wait until Raft has all of them."""
+        """Start every node, initialise the first, unseal all, and wait until Raft has all of them as voters
+        (a node joins as a non-voter; autopilot promotes it once it has been healthy for a while, which is
+        set to 1 s here instead of 10 s). Only then can any node take over from the active one."""
         deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 1.0)
+
         try:
             for node in self.nodes:
                 node.start()
-            init = self.nodes[0].initialize()
+            first = self.nodes[0]
+            init = first.initialize()
             self.root_token, self.unseal_key = init.root_token, init.unseal_key
-            for node in self.nodes:
-                node.unseal(self.unseal_key, timeout=max(deadline - time.monotonic(), 1.0))
-            self.wait_for_peers(len(self.nodes), timeout=max(deadline - time.monotonic(), 1.0))
+            first.unseal(self.unseal_key, timeout=left())
+            with self.active(timeout=left()).http(self.root_token) as http:
+                resp = http.post(
+                    "sys/storage/raft/autopilot/configuration", json={"server_stabilization_time": "1s"}
+                )
+                resp.raise_for_status()
+            for node in self.nodes[1:]:
+                node.unseal(self.unseal_key, timeout=left())
+            self.wait_for_peers(len(self.nodes), timeout=left(), voters=True)
         except BaseException:
             self.stop()
             raise

@@ -194,8 +194,12 @@ def ha_nodes(data_dir: Path, ports: Sequence[tuple[int, int]] | None = None) -> 
     ]
 
 
-def render_ha(outdir: Path, plugin: PluginRef, nodes: Sequence[HaNode]) -> list[Path]:
-    """vault-config/ha/node.hcl once a node, written to OUTDIR/<node_id>.hcl; each joins the others."""
+def render_ha(outdir: Path, plugin: PluginRef, nodes: Sequence[HaNode], audit_log: Path) -> list[Path]:
+    """vault-config/ha/node.hcl once a node, written to OUTDIR/<node_id>.hcl; each joins the others.
+
+    `audit_log` is the same on every node: the audit table is cluster-wide, and a node whose audit options
+    differ from it cannot finish unsealing as a standby.
+    """
     template = HA_TEMPLATE.read_text()
     written = []
     for node in nodes:
@@ -204,6 +208,7 @@ def render_ha(outdir: Path, plugin: PluginRef, nodes: Sequence[HaNode]) -> list[
             **plugin_values(plugin),
             "NODE_ID": node.node_id,
             "DATA_DIR": str(node.data_dir),
+            "AUDIT_LOG": os.path.abspath(audit_log),
             "API_PORT": str(node.api_port),
             "CLUSTER_PORT": str(node.cluster_port),
             **{f"PEER{i}_API_PORT": str(peer.api_port) for i, peer in enumerate(peers, start=1)},
@@ -239,7 +244,11 @@ def _parser() -> argparse.ArgumentParser:
     ha = kinds.add_parser("ha", help="vault-config/ha/node.hcl for three nodes on 127.0.0.1")
     ha.add_argument("outdir", type=Path, help="writes node1.hcl, node2.hcl, node3.hcl here")
     plugin_options(ha)
-    ha.add_argument("--data-dir", type=Path, help="node N keeps its data in DATA_DIR/nodeN (default: OUTDIR)")
+    ha.add_argument(
+        "--data-dir",
+        type=Path,
+        help="node N keeps its data in DATA_DIR/nodeN, all write DATA_DIR/audit.log (default: OUTDIR)",
+    )
     ha.add_argument(
         "--base-port",
         type=int,
@@ -262,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.kind == "ha":
             base = args.base_port
             ports = [(base + 10 * i, base + 10 * i + 1) for i in range(HA_NODES)]
-            written = render_ha(args.outdir, plugin, ha_nodes(args.data_dir or args.outdir, ports))
+            data_dir = args.data_dir or args.outdir
+            written = render_ha(args.outdir, plugin, ha_nodes(data_dir, ports), data_dir / "audit.log")
         else:
             written = [render_docker(args.out, plugin)]
     except (RenderError, OSError) as exc:

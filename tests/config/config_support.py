@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from devkit.bao import free_port
-from devkit.cluster import HEALTH_ACTIVE, BaoNode, InitResult
+from devkit.cluster import HEALTH_ACTIVE, BaoNode, InitResult, free_ports
 from devkit.render_config import ENGINE_NAME
 from devkit.waiting import wait_for
 from llm_emulators import OpenRouterEmulator
@@ -84,7 +83,7 @@ class SingleNode:
 def single_node(config_text: str, workdir: Path) -> Iterator[SingleNode]:
     """A `bao server` from `config_text` (a rendered config on 8200/8201, moved to free ports), initialised
     with one key share and unsealed; stopped by PID at exit with its plugin processes."""
-    api_port, cluster_port = free_port(), free_port()
+    api_port, cluster_port = free_ports(2)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "server.hcl"
     config.write_text(on_free_ports(config_text, api_port, cluster_port))

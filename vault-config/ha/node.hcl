@@ -6,7 +6,7 @@
 #   scripts/render-config ha ./cluster --plugin ./cluster/plugins/vault-plugin-secrets-llm
 #
 # writes ./cluster/node1.hcl, node2.hcl and node3.hcl: node N listens on 127.0.0.1:82N0 (API) and 82N1
-# (cluster traffic) and keeps its data in ./cluster/nodeN. Start the three (`bao server -config=nodeN.hcl`),
+# (cluster traffic) and keeps its data in ./cluster/nodeN; the audit log is ./cluster/audit.log. Start the three (`bao server -config=nodeN.hcl`),
 # `bao operator init` one of them, then `bao operator unseal` all three with the same key: an unsealed new
 # node joins through retry_join. On separate hosts, replace 127.0.0.1 with each host's address.
 #
@@ -52,9 +52,11 @@ plugin "secret" "vault-plugin-secrets-llm" {
   sha256sum = "{{PLUGIN_SHA256}}"
 }
 
-# Each node writes its own audit log (the active node logs what it serves, a standby what it serves).
+# The audit table is cluster-wide, so every node declares the same device with the same options: a node whose
+# file_path differs fails its post-unseal setup over and over and can never take over. Each node writes what
+# it serves to that path on its own disk; on one machine the three nodes append to one file.
 audit "file" "audit-file" {
   options {
-    file_path = "{{DATA_DIR}}/audit.log"
+    file_path = "{{AUDIT_LOG}}"
   }
 }
