@@ -209,6 +209,7 @@ def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> Connec
         if not admin_key.strip():
             raise BadRequest('"admin_key" must not be empty')
         admin_key = admin_key.strip()
+        _check_header_value("admin_key", admin_key)
     elif existing is not None:
         admin_key = existing.admin_key
     else:
@@ -227,6 +228,8 @@ def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> Connec
     org = (org.strip() or None) if org_set else existing.organization_id if existing else None
     if org is not None and provider != "openai":
         raise BadRequest(f'"organization_id" applies to openai only, not {provider}')
+    if org is not None:
+        _check_header_value("organization_id", org)
 
     roles, roles_set = d.get_ok("allowed_roles")
     if roles_set:
@@ -247,7 +250,16 @@ def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> Connec
     )
 
 
+def _check_header_value(field: str, value: str) -> None:
+    # Sent in an HTTP header: anything else fails at the HTTP client on every call (a 502 per creds read),
+    # or splits the header. The value itself is never echoed (admin_key is secret).
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise BadRequest(f'"{field}" must be printable ASCII without spaces (it is sent in an HTTP header)')
+
+
 def _check_url(url: str) -> None:
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise BadRequest('"base_url" must not contain spaces or control characters')
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a malformed port
@@ -255,6 +267,12 @@ def _check_url(url: str) -> None:
         raise BadRequest('"base_url" is not a valid URL') from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest('"base_url" must be an http:// or https:// URL with a host')
+    try:
+        parts.hostname.encode("idna")  # what the resolver will be asked: labels of 1-63 characters
+    except UnicodeError:
+        raise BadRequest(
+            '"base_url" has a host name that cannot be resolved (a label is empty or too long)'
+        ) from None
     if parts.username is not None or parts.password is not None:
         raise BadRequest('"base_url" must not contain credentials; put the key in admin_key')
     if parts.query or parts.fragment:

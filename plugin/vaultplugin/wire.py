@@ -1,7 +1,9 @@
 """Conversions between the gRPC messages (pb.*) and the framework's types.
 
 Facts that shape this module (see the protocol notes): JSON fields must never be empty strings (send "{}");
-durations are int64 nanoseconds; a secret's `issue_time` must be set or Vault answers 500.
+durations are int64 nanoseconds; a secret's `issue_time` must be set or Vault answers 500. Request data is
+the caller's JSON, passed on by Vault as it came (up to 10,000 levels deep): it is decoded with its nesting
+bounded, and anything wrong with it is a 400 (BadRequest), on every call that carries it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import json
 import logging
 from typing import Any
 
-from vaultplugin.framework.errors import ErrType, to_wire
+from vaultplugin.framework import json_input
+from vaultplugin.framework.errors import BadRequest, ErrType, to_wire
 from vaultplugin.framework.logical import LeaseInfo, Request, Response, Secret, Storage
 from vaultplugin.proto import backend_pb2 as pb
 
@@ -29,14 +32,22 @@ def ns_to_seconds(ns: int) -> float:
 
 
 def _loads_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object ("" and null are {}); JsonInputError (a ValueError) names `what` otherwise."""
     if not text:
         return {}
-    value = json.loads(text)
+    value = json_input.loads(text, what=what)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"{what} is not a JSON object")
+        raise json_input.JsonInputError(f"{what} is not a JSON object")
     return value
+
+
+def _request_data(text: str) -> dict[str, Any]:
+    try:
+        return _loads_object(text, "request data")
+    except json_input.JsonInputError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -59,7 +70,7 @@ def request_from_pb(msg: Any, storage: Storage | None) -> Request:
     return Request(
         operation=msg.operation,
         path=msg.path,
-        data=_loads_object(msg.data, "request data"),
+        data=_request_data(msg.data),
         storage=storage,
         secret=secret,
         id=msg.id,

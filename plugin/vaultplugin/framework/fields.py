@@ -1,7 +1,9 @@
 """Typed request fields: the Python twin of the SDK's FieldSchema, FieldType and FieldData.
 
 A `Field` parses one raw value (from JSON, a form post or a path capture) into a typed Python value.
-Every parse error is a `BadRequest` that names the field; a `sensitive` field's value is never echoed.
+Every parse error is a `BadRequest` that names the field and says what to send; a `sensitive` field's value
+is never echoed. Numbers, names and durations take ASCII only, as Go's parsers do: Python's int(), float()
+and regex word class would also take other scripts' digits and letters (Arabic-Indic "12" as 12).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
+from vaultplugin.framework import json_input
 from vaultplugin.framework.durations import DURATION_EXAMPLES, DurationError, parse_duration
 from vaultplugin.framework.errors import BadRequest
 
@@ -23,7 +26,14 @@ MAX_NAME_LENGTH = 128
 _T = TypeVar("_T")
 _ECHO_LIMIT = 60  # long values are cut in error messages; the caller knows what they sent
 
-NAME_RE = re.compile(r"\w([\w.-]*\w)?")
+NAME_RE = re.compile(r"\w([\w.-]*\w)?", re.ASCII)
+# Go's int (int64) range, as the SDK's TypeInt parses it.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPACE = " \t\r\n"
+# A map sent as a JSON string holds strings: one level, plus a margin for a helpful error.
+_MAP_JSON_DEPTH = 4
 _TRUE = frozenset({"1", "t", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "f", "false", "no", "n", "off"})
 
@@ -141,41 +151,53 @@ def _parse_name(f: Field, value: Any) -> str:
         raise _Invalid(f"is longer than {limit} characters")
     if not NAME_RE.fullmatch(value):
         raise _Invalid(
-            "is not a valid name (use letters, digits, '_', '-' and '.', starting and ending "
+            "is not a valid name (use ASCII letters, digits, '_', '-' and '.', starting and ending "
             "with a letter or digit)"
         )
     return value
 
 
 def _parse_int(_f: Field, value: Any) -> int:
+    result: int | None = None
     if isinstance(value, bool):
-        raise _Invalid("is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # JSON numbers may arrive as floats
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 10)
-        except ValueError:
-            pass
-    raise _Invalid("is not an integer")
+        pass
+    elif isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)  # JSON numbers arrive as floats (Vault decodes them as float64)
+    elif isinstance(value, str):
+        text = value.strip(_SPACE)
+        if _INT_RE.fullmatch(text):
+            if len(text) > 21:  # int64 has at most 19 digits; int() of thousands of digits is slow
+                raise _Invalid(f"is out of range ({INT_MIN} to {INT_MAX})")
+            result = int(text, 10)
+    if result is None:
+        raise _Invalid("is not an integer (use ASCII digits, e.g. 42)")
+    if not INT_MIN <= result <= INT_MAX:
+        raise _Invalid(f"is out of range ({INT_MIN} to {INT_MAX})")
+    return result
 
 
 def _parse_float(_f: Field, value: Any) -> float:
+    result: float | None = None
     if isinstance(value, bool):
-        raise _Invalid("is not a number")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        pass
+    elif isinstance(value, int):
         try:
-            result = float(value.strip())
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(result):
-                return result
-    raise _Invalid("is not a number")
+            result = float(value)
+        except OverflowError:
+            raise _Invalid("is out of range") from None
+    elif isinstance(value, float):
+        result = value
+    elif isinstance(value, str):
+        text = value.strip(_SPACE)
+        if len(text) <= 64 and _FLOAT_RE.fullmatch(text):
+            result = float(text)
+    if result is None:
+        raise _Invalid("is not a number (use ASCII digits, e.g. 2.5)")
+    if not math.isfinite(result):
+        raise _Invalid("is out of range")
+    return result
 
 
 def _parse_bool(_f: Field, value: Any) -> bool:
@@ -225,9 +247,9 @@ def _parse_map(f: Field, value: Any) -> dict[str, str]:
     pairs: list[tuple[Any, Any]]
     if isinstance(value, str) and value.strip().startswith("{"):
         try:
-            value = json.loads(value)
-        except ValueError:
-            raise _Invalid("is not a JSON object") from None
+            value = json_input.loads(value, limit=_MAP_JSON_DEPTH, what="the JSON text")
+        except json_input.JsonInputError:
+            raise _Invalid("is not a JSON object of strings") from None
     if isinstance(value, Mapping):
         pairs = list(value.items())
     elif isinstance(value, str | list | tuple):

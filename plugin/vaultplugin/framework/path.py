@@ -1,6 +1,7 @@
 """Paths: a backend's routes declared as data (pattern, fields, operations, help).
 
-Patterns are Python regular expressions, anchored at both ends, whose named groups are fields.
+Patterns are Python regular expressions, anchored at both ends, whose named groups are fields; they are
+compiled with re.ASCII, so their word and digit classes match ASCII only, as in Go's RE2.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
     source = source.removeprefix("^")
     if not source.endswith("$") or source.endswith(r"\$"):
         source += "$"
-    return re.compile("^" + source)
+    # ASCII: in Go's RE2, \w and \d are ASCII only; in Python they would also match other scripts' letters
+    # and digits, so a route would take names a Go plugin refuses (and a provider may reject).
+    return re.compile("^" + source, re.ASCII)
 
 
 @dataclass(frozen=True)

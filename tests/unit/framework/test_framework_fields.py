@@ -22,9 +22,9 @@ def parse(ftype: FieldType, value: Any, **kw: Any) -> Any:
         ("0", 0),
         (0, 0),
         ("1.5h", 5400),
-        ("500ms", 0),
         ("1d", 86400),
-        (12.7, 12),
+        (12.0, 12),
+        ("2000ms", 2),
     ],
 )
 def test_duration_accepts_seconds_and_go_strings(raw: Any, seconds: int) -> None:

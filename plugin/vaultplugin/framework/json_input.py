@@ -1,0 +1,56 @@
+"""Decoding JSON that a caller wrote, with its nesting bounded before the decoder sees it.
+
+Python's json decoder recurses once per level of nesting, so about 1,000 nested lists raise a
+RecursionError (a 500), and values just under that depth break later code that recurses too (json.dumps
+in an error message, repr in a log line). Vault itself accepts up to 10,000 levels. No field of a plugin
+takes more than a couple of levels, so anything deeper than MAX_JSON_DEPTH is refused up front with a
+message that says what to send instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# The request body object is level 1, a list or map value level 2: 32 leaves a wide margin.
+MAX_JSON_DEPTH = 32
+
+# A JSON string (skipped whole: brackets inside it do not count) or one bracket.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+class JsonInputError(ValueError):
+    """The text is not JSON this plugin accepts; the message says what to fix."""
+
+
+def check_depth(text: str, limit: int = MAX_JSON_DEPTH, what: str = "request data") -> None:
+    """Raise JsonInputError if `text` nests lists or objects more than `limit` levels deep."""
+    # Fast path: fewer opening brackets than the limit cannot nest deeper than it (strings included).
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                raise JsonInputError(
+                    f"{what} nests lists or objects more than {limit} levels deep; every field takes "
+                    "a string, a number, a boolean, a list of strings or a flat map of strings"
+                )
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def loads(text: str, limit: int = MAX_JSON_DEPTH, what: str = "request data") -> Any:
+    """json.loads with nesting bounded by `limit`; every failure is a JsonInputError naming `what`."""
+    check_depth(text, limit, what)
+    try:
+        return json.loads(text)
+    except RecursionError:  # cannot happen within the limit; kept so that no input can become a 500
+        raise JsonInputError(f"{what} is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise JsonInputError(f"{what} is not valid JSON ({exc})") from None
+    except ValueError:  # an integer of more than 4,300 digits
+        raise JsonInputError(f"{what} holds a number with too many digits") from None
