@@ -27,6 +27,7 @@ from vaultplugin.wire import error_to_pb, request_from_pb, response_to_pb
 log = logging.getLogger(__name__)
 
 BACKEND_TYPE_LOGICAL = 1
+_SHUTDOWN_REPLY_GRACE_SECONDS = 0.1
 # Vault's expiration manager reads an error *response* to a renew or revoke as a failure whose message is
 # a dump of the response; an error reply keeps its status (400) and message.
 _LEASE_OPERATIONS = ("renew", "revoke")
@@ -178,7 +179,11 @@ class PluginServer:
 
     def controller_shutdown(self, _args: Any) -> Any:
         log.debug("the host asked the plugin to shut down")
-        self._shutdown.set()
+        # Stop once this reply has had time to leave: set at once, the main thread could close the connection
+        # under the reply, and the host would see "socket closed" instead of an answer (seen under load).
+        stop = threading.Timer(_SHUTDOWN_REPLY_GRACE_SECONDS, self._shutdown.set)
+        stop.daemon = True
+        stop.start()
         return go_plugin_pb2.Empty()
 
     def stream_stdio(self, _args: Any) -> Iterator[Any]:
