@@ -10,7 +10,7 @@ Control endpoints, served at the root of every emulator (no auth, loopback only)
 * ``GET /_emulator/state``: counts, live keys (without secrets), faults, page size, clock offset.
 * ``POST /_emulator/faults``: add faults. Body: one fault object, or
   ``{"faults": [...], "replace": bool, "page_size": int | null, "revoke_admin_key": bool}``.
-  A fault object is ``{"kind", "op", "times", "retry_after", "status", "seconds"}``.
+  A fault object is ``{"kind", "op", "times", "retry_after", "status", "seconds", "size"}``.
 * ``DELETE /_emulator/faults``: remove every fault.
 * ``POST /_emulator/reset``: forget every key, count and fault.
 * ``POST /_emulator/clock``: ``{"advance": seconds}`` moves the emulator clock forward (for expiry tests
@@ -28,6 +28,7 @@ import json
 import math
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -51,6 +52,7 @@ __all__ = [
     "Op",
     "Request",
     "Route",
+    "WireEvent",
 ]
 
 Op = Literal["create", "delete", "list", "get", "update", "all"]
@@ -68,6 +70,25 @@ class FaultKind(StrEnum):
     LATENCY = "latency"
     DROP_AFTER_CREATE = "drop_after_create"
     REVOKE_ADMIN_KEY = "revoke_admin_key"
+    ECHO_ADMIN_KEY = "echo_admin_key"
+    # Wire faults: how the answer travels. They act through the socket server only (`serve()`), except
+    # HUGE_BODY, whose body is streamed in-process too.
+    TRICKLE = "trickle"
+    SLOW_HEADERS = "slow_headers"
+    STALL = "stall"
+    HANG = "hang"
+    HUGE_BODY = "huge_body"
+
+
+WIRE_FAULTS = (
+    FaultKind.TRICKLE,
+    FaultKind.SLOW_HEADERS,
+    FaultKind.STALL,
+    FaultKind.HANG,
+    FaultKind.HUGE_BODY,
+)
+# The response extension that carries a wire fault from `Emulator.handle` to the socket server.
+WIRE_FAULT_EXTENSION = "emulator_wire_fault"
 
 
 @dataclass
@@ -76,6 +97,17 @@ class Fault:
 
     ``op`` scopes it to one operation (``create``/``delete``/``list``/``get``/``update``) or ``all``.
     Faults apply to admin endpoints only, never to inference or the control endpoints.
+
+    Misbehaving answers (``seconds`` is the pause between bytes, ``size`` a body size in bytes):
+
+    * ``echo_admin_key``: the call is refused with ``status`` and an error that repeats the admin key;
+    * ``trickle``: the real answer's headers at once, then its body one byte every ``seconds``;
+    * ``slow_headers``: the status line and headers one byte every ``seconds``, then the body;
+    * ``stall``: the headers and half the body, then nothing, and the connection is never closed;
+    * ``hang``: the request is read, then nothing: no answer, never closed (the call is not processed);
+    * ``huge_body``: a 200 whose JSON body is ``size`` bytes (the call is not processed).
+
+    The socket server notes how each wire fault ended in ``Emulator.wire_log`` (did the client close?).
     """
 
     kind: FaultKind
@@ -84,6 +116,7 @@ class Fault:
     retry_after: float = 1.0
     status: int = 500
     seconds: float = 0.0
+    size: int = 0
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
@@ -97,6 +130,12 @@ class Fault:
             raise ValueError("server_error status must be 5xx")
         if self.retry_after < 0 or self.seconds < 0:
             raise ValueError("retry_after and seconds must be >= 0")
+        if self.kind is FaultKind.ECHO_ADMIN_KEY and not 400 <= self.status <= 599:
+            raise ValueError("echo_admin_key status must be 4xx or 5xx")
+        if self.kind in (FaultKind.TRICKLE, FaultKind.SLOW_HEADERS) and self.seconds <= 0:
+            raise ValueError(f"{self.kind.value} needs seconds > 0 (the pause between bytes)")
+        if self.kind is FaultKind.HUGE_BODY and (isinstance(self.size, bool) or self.size < 1):
+            raise ValueError("huge_body needs size >= 1 (bytes)")
         if self.kind is FaultKind.DROP_AFTER_CREATE:
             self.op = "create"
 
@@ -121,6 +160,30 @@ class Fault:
     def revoke_admin_key(cls, times: int | None = None, op: Op = "all") -> Fault:
         return cls(FaultKind.REVOKE_ADMIN_KEY, op=op, times=times)
 
+    @classmethod
+    def echo_admin_key(cls, status: int = 401, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.ECHO_ADMIN_KEY, op=op, times=times, status=status)
+
+    @classmethod
+    def trickle(cls, seconds: float = 2.0, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.TRICKLE, op=op, times=times, seconds=seconds)
+
+    @classmethod
+    def slow_headers(cls, seconds: float = 2.0, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.SLOW_HEADERS, op=op, times=times, seconds=seconds)
+
+    @classmethod
+    def stall(cls, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.STALL, op=op, times=times)
+
+    @classmethod
+    def hang(cls, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.HANG, op=op, times=times)
+
+    @classmethod
+    def huge_body(cls, size: int = 64 * 1024 * 1024, times: int | None = None, op: Op = "all") -> Fault:
+        return cls(FaultKind.HUGE_BODY, op=op, times=times, size=size)
+
     def matches(self, kind: FaultKind, op: str) -> bool:
         return self.kind is kind and self.op in ("all", op)
 
@@ -132,6 +195,7 @@ class Fault:
             "retry_after": self.retry_after,
             "status": self.status,
             "seconds": self.seconds,
+            "size": self.size,
         }
 
     @classmethod
@@ -188,6 +252,19 @@ class FaultSet:
                     return fault
         return None
 
+    def take_any(self, kinds: Iterable[FaultKind], op: str) -> Fault | None:
+        """Consume one use of the first fault of any of ``kinds`` that matches ``op``."""
+        wanted = set(kinds)
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in wanted and fault.matches(fault.kind, op):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self._faults.remove(fault)
+                    return fault
+            return None
+
     def take_each(self, kind: FaultKind, op: str) -> list[Fault]:
         """Consume one use of every fault of ``kind`` that matches ``op`` (latencies add up)."""
         with self._lock:
@@ -214,6 +291,21 @@ class FaultSet:
 
     def revoke_admin_key(self, times: int | None = None, op: Op = "all") -> Fault:
         return self.add(Fault.revoke_admin_key(times=times, op=op))
+
+
+@dataclass(frozen=True)
+class WireEvent:
+    """How one wire fault ended at the socket server: ``client_closed`` is True when the client closed the
+    connection before the emulator finished (it gave up), and ``ended - started`` how long that took."""
+
+    kind: FaultKind
+    started: float  # time.monotonic()
+    ended: float
+    client_closed: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
 
 
 # --------------------------------------------------------------------------------------------------- ledger
@@ -355,6 +447,26 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
     return httpx.Response(status, json=body, headers=dict(headers or {}))
 
 
+def huge_json_response(size: int) -> httpx.Response:
+    """A 200 whose body is exactly `size` bytes (a JSON object when it fits), streamed in 64 KB pieces."""
+    head, tail = b'{"data":"', b'"}'
+    filler = size - len(head) - len(tail)
+
+    def body() -> Iterator[bytes]:
+        if filler < 0:
+            yield b" " * size
+            return
+        yield head
+        left = filler
+        while left > 0:
+            piece = min(left, 64 * 1024)
+            yield b"x" * piece
+            left -= piece
+        yield tail
+
+    return httpx.Response(200, headers={"Content-Type": "application/json"}, content=body())
+
+
 def gateway_page(status: int) -> httpx.Response:
     """What a CDN in front of a hosted API answers for 502: an HTML page, not the provider's JSON."""
     title = f"{status} Bad Gateway"
@@ -421,6 +533,7 @@ class Emulator:
         self.page_size_cap: int | None = None
         # Cost charged to a key per successful chat completion (USD), for spend/limit checks.
         self.cost_per_request = 0.001
+        self.wire_log: list[WireEvent] = []  # appended by the socket server's threads
         self._routes: list[Route] = self._build_routes()
 
     # ---- public Python API
@@ -559,10 +672,24 @@ class Emulator:
         delay = sum(f.seconds for f in self.faults.take_each(FaultKind.LATENCY, op))
         if delay:
             time.sleep(delay)
+        wire = self.faults.take_any(WIRE_FAULTS, op)
+        if wire is not None and wire.kind is FaultKind.HUGE_BODY:
+            response = huge_json_response(wire.size)
+        elif wire is not None and wire.kind is FaultKind.HANG:
+            response = json_response(504, {"error": {"message": "emulator: hang acts through serve() only"}})
+        else:
+            response = self._answer(route, req, op)
+        if wire is not None:
+            response.extensions[WIRE_FAULT_EXTENSION] = wire
+        return response
+
+    def _answer(self, route: Route, req: Request, op: str) -> httpx.Response:
         with self._lock:
             denied = self._check_admin_auth(req, op)
             if denied is not None:
                 return denied
+            if (echo := self.faults.take(FaultKind.ECHO_ADMIN_KEY, op)) is not None:
+                return self._err_echo_admin_key(echo.status, req.token or "")
             if (rl := self.faults.take(FaultKind.RATE_LIMIT, op)) is not None:
                 resp = self._err_rate_limited(rl.retry_after)
                 resp.headers["Retry-After"] = retry_after_header(rl.retry_after)
@@ -706,6 +833,24 @@ class Emulator:
     def _not_found(self, method: str, path: str, *, method_mismatch: bool) -> httpx.Response:
         raise NotImplementedError
 
+    def _err_echo_admin_key(self, status: int, token: str) -> httpx.Response:
+        """A provider (or a proxy in front of it) that repeats the credential it was sent."""
+        message = f"Incorrect API key provided: {token}. The key '{token}' cannot be used here."
+        if status >= 500:
+            page = f"<html><body><h1>{status}</h1><p>upstream refused: Bearer {token}</p></body></html>"
+            return httpx.Response(status, text=page, headers={"Content-Type": "text/html"})
+        return json_response(
+            status,
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                    "param": token,
+                }
+            },
+        )
+
 
 def bearer_token(request: httpx.Request) -> str | None:
     value: str | None = request.headers.get("authorization")
@@ -768,6 +913,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             # Never echo request data (it may hold keys); the exception type is enough.
             response = json_response(500, {"error": {"message": f"emulator bug: {type(exc).__name__}"}})
+        wire = response.extensions.get(WIRE_FAULT_EXTENSION)
+        if isinstance(wire, Fault):
+            self.close_connection = True
+            started = time.monotonic()
+            client_closed = self._answer_badly(response, wire)
+            emulator.wire_log.append(WireEvent(wire.kind, started, time.monotonic(), client_closed))
+            return
         content = response.read()
         self.send_response(response.status_code)
         for name, value in response.headers.multi_items():
@@ -777,6 +929,69 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(content)
+
+    @staticmethod
+    def _head(response: httpx.Response, length: int) -> bytes:
+        """Status line and headers, built whole so a wire fault can send them as it likes."""
+        lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
+        lines += [f"{k}: {v}" for k, v in response.headers.multi_items() if k.lower() not in _HOP_HEADERS]
+        lines += [f"Content-Length: {length}", "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+    # ---- wire faults: each returns True when the client closed the connection first
+
+    def _answer_badly(self, response: httpx.Response, fault: Fault) -> bool:
+        try:
+            if fault.kind is FaultKind.HANG:
+                return self._hold_open()
+            if fault.kind is FaultKind.HUGE_BODY:
+                self.connection.sendall(self._head(response, fault.size))
+                for chunk in response.iter_raw():
+                    self.connection.sendall(chunk)
+                return False
+            content = response.read()
+            head = self._head(response, len(content))
+            if fault.kind is FaultKind.SLOW_HEADERS:
+                if self._trickle(head, fault.seconds):
+                    return True
+                self.connection.sendall(content)
+                return False
+            self.connection.sendall(head)
+            if fault.kind is FaultKind.TRICKLE:
+                return self._trickle(content, fault.seconds)
+            self.connection.sendall(content[: len(content) // 2])  # STALL
+            return self._hold_open()
+        except OSError:
+            return True  # the client closed (reset) while we wrote
+
+    def _trickle(self, data: bytes, seconds: float) -> bool:
+        for i in range(len(data)):
+            self.connection.sendall(data[i : i + 1])
+            if i + 1 < len(data) and self._client_gone(seconds):
+                return True
+        return False
+
+    def _hold_open(self) -> bool:
+        """Send nothing and keep the connection until the client closes it or the server stops."""
+        while not self.server.stopping.is_set():
+            if self._client_gone(0.1):
+                return True
+        return False
+
+    def _client_gone(self, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as the client closes its side (or the server stops)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.1))
+            if readable:
+                try:
+                    if not self.connection.recv(65536):
+                        return True
+                except OSError:
+                    return True
+            if self.server.stopping.is_set():
+                return True
+        return False
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
@@ -802,6 +1017,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
+        self.stopping = threading.Event()  # ends the handlers that hold a connection open
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -839,6 +1055,7 @@ class EmulatorServer:
         if self._stopped:
             return
         self._stopped = True
+        self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -86,7 +86,7 @@ class LLMBackend(Backend):
         sweep_defaults: SweepConfig | None = None,
         wal_min_age_seconds: float = WAL_MIN_AGE,
     ) -> None:
-        self.clients = ClientCache(transport_factory, retry)
+        self.clients = ClientCache(transport_factory, retry, call_seconds=request_timeout)
         self.request_timeout = request_timeout
         self.provider_expiry_grace = provider_expiry_grace
         self.sweep_defaults = sweep_defaults or SweepConfig(

@@ -4,6 +4,10 @@ A client is rebuilt when the connection's settings change (provider, base URL, o
 key: compared by fingerprint) and dropped on config write/delete, on `invalidate(key)` and on cleanup.
 `TransportFactory` is the test seam: it returns the httpx transport for a connection (e.g.
 `httpx.MockTransport(emulator.handle)`), or None for real HTTP.
+
+Every client of a connection, cached or built for a config write's check, shares that connection's
+`Bulkhead` (kept by name, across rebuilds), and every call learns of its request's cancellation by Vault
+through `vaultplugin.cancellation.current`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ import threading
 from collections.abc import Callable
 
 import httpx
+from vaultplugin import cancellation
+from vaultplugin.grpc_server import CALL_THREADS
 
 from llmsecrets.models import ConnectionConfig
 from llmsecrets.providers.base import ProviderClient, SecretStr
+from llmsecrets.providers.body import MAX_BODY_BYTES
+from llmsecrets.providers.budget import CancelSignal
+from llmsecrets.providers.bulkhead import Bulkhead
+from llmsecrets.providers.http import VERIFY_SECONDS, CallGuards
 from llmsecrets.providers.registry import make_client
 from llmsecrets.providers.retry import RetryPolicy
 
@@ -24,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # (provider, base_url or None) -> the transport to use, or None for httpx's default.
 TransportFactory = Callable[[str, str | None], httpx.BaseTransport | None]
+
+# Provider calls one connection may have in flight: three quarters of the plugin's call threads, so a
+# provider that stalls leaves a quarter to the mount's other connections and to Vault's other calls.
+CONNECTION_CALL_LIMIT = max(1, CALL_THREADS * 3 // 4)
 
 
 def _fingerprint(conn: ConnectionConfig) -> str:
@@ -35,23 +49,53 @@ def _fingerprint(conn: ConnectionConfig) -> str:
 
 
 class ClientCache:
-    """Thread-safe map of connection name -> provider client."""
+    """Thread-safe map of connection name -> provider client.
+
+    `call_seconds` is the budget of a call made without a deadline (the admin-key check on config
+    write); `connection_limit` the calls a connection may have in flight; `max_body_bytes` the largest
+    answer read.
+    """
 
     def __init__(
         self,
         transport_factory: TransportFactory | None = None,
         retry: RetryPolicy | None = None,
+        *,
+        call_seconds: float = VERIFY_SECONDS,
+        connection_limit: int = CONNECTION_CALL_LIMIT,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        cancel_signal: Callable[[], CancelSignal | None] = cancellation.current,
     ) -> None:
         self._transport_factory = transport_factory
         self._retry = retry
+        self._call_seconds = call_seconds
+        self._connection_limit = connection_limit
+        self._max_body_bytes = max_body_bytes
+        self._cancel_signal = cancel_signal
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str, ProviderClient]] = {}
+        self._bulkheads_lock = threading.Lock()
+        self._bulkheads: dict[str, Bulkhead] = {}
+
+    def bulkhead(self, name: str) -> Bulkhead:
+        """The connection's bulkhead (one per name, for the life of the process)."""
+        with self._bulkheads_lock:
+            found = self._bulkheads.get(name)
+            if found is None:
+                found = self._bulkheads[name] = Bulkhead(self._connection_limit)
+            return found
 
     def build(self, conn: ConnectionConfig) -> ProviderClient:
         """A new client for `conn`, not cached (config writes verify with one before storing).
 
         Raises ValueError for settings the provider layer refuses (the caller turns it into a 400)."""
         transport = self._transport_factory(conn.provider, conn.base_url) if self._transport_factory else None
+        guards = CallGuards(
+            bulkhead=self.bulkhead(conn.name),
+            cancel_signal=self._cancel_signal,
+            max_body_bytes=self._max_body_bytes,
+            default_seconds=self._call_seconds,
+        )
         return make_client(
             conn.provider,
             admin_key=SecretStr(conn.admin_key),
@@ -59,6 +103,7 @@ class ClientCache:
             organization_id=conn.organization_id,
             transport=transport,
             retry=self._retry,
+            guards=guards,
         )
 
     def get(self, conn: ConnectionConfig) -> ProviderClient:

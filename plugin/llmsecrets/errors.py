@@ -4,6 +4,8 @@
     ProviderAuthError (401/403)      502: fix the admin key      502 (retried)          400
     ProviderRateLimited (429)        502: retry later            502 (retried)          400
     ProviderUnavailable (5xx, t/o)   502                         502 (retried)          400
+    ProviderBusy (bulkhead full)     502: not sent, retry later  502 (retried)          400
+    ProviderCallCancelled            502 (nobody is waiting)     502 (retried)          400
     CreateOutcomeUnknown             502: will be cleaned up     --                     --
     ProviderRejected (4xx)           400: provider's reason      502 (retried)          400
     ProviderNotFound (404)           400: check project/base_url 502 (retried)          400
@@ -21,6 +23,7 @@ from vaultplugin.framework.errors import BadRequest, UpstreamError, VaultError
 from llmsecrets.providers.errors import (
     CreateOutcomeUnknown,
     ProviderAuthError,
+    ProviderBusy,
     ProviderError,
     ProviderNotFound,
     ProviderRateLimited,
@@ -38,8 +41,8 @@ def for_request(exc: ProviderError, *, connection: str, action: str) -> VaultErr
     where = _where(connection, exc)
     if isinstance(exc, CreateOutcomeUnknown):
         return UpstreamError(
-            f"{action} on {where} failed: the provider did not answer and the key may have been created; "
-            f"no key was issued, and the engine will find and delete it if it exists. Try again. ({exc})"
+            f"{action} on {where} failed: no usable answer came back and the key may have been created "
+            f"({exc}); no key was issued, and the engine will find and delete it if it exists. Try again."
         )
     if isinstance(exc, ProviderAuthError):
         return UpstreamError(
@@ -49,6 +52,11 @@ def for_request(exc: ProviderError, *, connection: str, action: str) -> VaultErr
     if isinstance(exc, ProviderRateLimited):
         after = f"; retry after {exc.retry_after:.0f}s" if exc.retry_after is not None else ""
         return UpstreamError(f"{action} on {where} failed: rate limited by the provider{after} ({exc})")
+    if isinstance(exc, ProviderBusy):
+        return UpstreamError(
+            f"{action} on {where} failed: the connection is saturated by calls waiting on a slow provider; "
+            f"try again later ({exc})"
+        )
     if isinstance(exc, ProviderUnavailable):
         return UpstreamError(f"{action} on {where} failed: the provider is unavailable ({exc})")
     if isinstance(exc, ProviderRejected):

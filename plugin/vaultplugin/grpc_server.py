@@ -26,12 +26,15 @@ from typing import Any
 from urllib.parse import quote
 
 from vaultplugin import http2
+from vaultplugin.cancellation import Cancellation, running
 from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.hub import Hub
 from vaultplugin.tls import MemoryTls
 
 log = logging.getLogger(__name__)
 
+# Threads of the pool that runs the calls that are not cooperative (provider calls among them).
+CALL_THREADS = 32
 _RECV = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
 _FLOW_CONTROL_WAIT = 30.0
@@ -70,7 +73,7 @@ class Method:
     cooperative: Callable[[Any], bool] | None = None
 
 
-Call = tuple["_Connection", int, Method, Any]  # connection, stream, method, decoded request
+Call = tuple["_Connection", int, Method, Any, Cancellation]  # connection, stream, method, request, its cancel
 
 
 class _Stream:
@@ -80,6 +83,7 @@ class _Stream:
         self.requests: queue.SimpleQueue[bytes | None] | None = None  # bidi streams only
         self.headers_sent = False
         self.closed = False
+        self.cancellation = Cancellation()  # cancelled when the host resets the stream or goes away
 
 
 def _trailers(status: Status, message: str) -> bytes:
@@ -214,6 +218,7 @@ class _Connection:
             stream_or_none = self._streams.pop(event[1], None)
             if stream_or_none is not None:
                 stream_or_none.closed = True
+                stream_or_none.cancellation.cancel()  # the host gave up on the call: let it stop
                 if stream_or_none.requests is not None:
                     stream_or_none.requests.put(None)
         elif kind == "goaway":
@@ -227,7 +232,7 @@ class _Connection:
             self._server.spawn(self._run_server_stream, stream_id, stream, message)
             return None
         try:
-            return self, stream_id, method, method.request_type.FromString(message)
+            return self, stream_id, method, method.request_type.FromString(message), stream.cancellation
         except Exception:
             self.finish(stream_id, Status.INTERNAL, "malformed request message")
             return None
@@ -330,12 +335,15 @@ class _Connection:
     def close(self) -> None:
         with self._lock:
             self._alive = False
-            for stream in self._streams.values():
+            streams = list(self._streams.values())
+            for stream in streams:
                 stream.closed = True
                 if stream.requests is not None:
                     stream.requests.put(None)
             self._streams.clear()
             self._lock.notify_all()
+        for stream in streams:  # outside the lock: callbacks may close provider sockets
+            stream.cancellation.cancel()
         with contextlib.suppress(OSError):
             self._raw.shutdown(socket.SHUT_RDWR)
         self._raw.close()
@@ -344,7 +352,9 @@ class _Connection:
 class GrpcServer:
     """Accepts the host's connections on a unix socket and serves `methods` ("/pkg.Service/Method")."""
 
-    def __init__(self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = 32) -> None:
+    def __init__(
+        self, path: str, ctx: ssl.SSLContext, methods: dict[str, Method], workers: int = CALL_THREADS
+    ) -> None:
         self.methods = methods
         self._ctx = ctx
         self._hub = Hub()
@@ -427,5 +437,8 @@ class GrpcServer:
 
 
 def _run_call(call: Call) -> None:
-    conn, stream_id, method, request = call
-    conn.run_unary(stream_id, method, request)
+    conn, stream_id, method, request, cancellation = call
+    if cancellation.cancelled:
+        return  # the host gave up while the call waited for a thread: nobody wants its answer
+    with running(cancellation):
+        conn.run_unary(stream_id, method, request)

@@ -7,10 +7,13 @@ client.delete_key(issued.key_id, scope=issued.scope, deadline=time.monotonic() +
 """
 
 from .base import Capabilities, IssuedKey, KeySpec, ProviderClient, ProviderKey, SecretStr
+from .bulkhead import Bulkhead
 from .errors import (
     CreateOutcomeUnknown,
     ProviderAuthError,
     ProviderBadResponse,
+    ProviderBusy,
+    ProviderCallCancelled,
     ProviderError,
     ProviderNotFound,
     ProviderRateLimited,
@@ -18,6 +21,7 @@ from .errors import (
     ProviderUnavailable,
     scrub,
 )
+from .http import CallGuards
 from .litellm import LiteLLMClient
 from .openai import OpenAIClient
 from .openrouter import OpenRouterClient
@@ -26,6 +30,8 @@ from .retry import RetryPolicy
 
 __all__ = [
     "PROVIDERS",
+    "Bulkhead",
+    "CallGuards",
     "Capabilities",
     "CreateOutcomeUnknown",
     "IssuedKey",
@@ -35,6 +41,8 @@ __all__ = [
     "OpenRouterClient",
     "ProviderAuthError",
     "ProviderBadResponse",
+    "ProviderBusy",
+    "ProviderCallCancelled",
     "ProviderClient",
     "ProviderError",
     "ProviderInfo",

@@ -4,22 +4,30 @@
     ├── ProviderAuthError         401/403: the admin key is wrong, revoked or not an admin key — fix config
     ├── ProviderRateLimited       429: `retry_after` seconds when the provider said so
     ├── ProviderUnavailable       5xx, 408, timeouts, connection errors, deadline passed
+    │   └── ProviderBusy          not sent: the connection's calls already fill its share of threads
     ├── ProviderNotFound          404 that does not mean "already gone" (unknown project, wrong base URL)
     ├── ProviderRejected          400/422 and other 4xx: the request was refused; provider's message included
-    ├── ProviderBadResponse       a 2xx whose body is not the documented shape
+    ├── ProviderBadResponse       a 2xx whose body is not the documented shape, or too large
+    ├── ProviderCallCancelled     the caller (Vault) gave up on the request, so the call was stopped
     └── CreateOutcomeUnknown      a create may have reached the provider but no usable answer came back:
                                   the key may exist and its secret is not in hand. Settle it by name
                                   (`find_keys`), never by repeating the create.
 
 Messages name the provider and the operation and carry the provider's own message, truncated and
-scrubbed of key-shaped strings by `scrub()`: `str()` of these exceptions never holds a secret.
+scrubbed by `scrub()` of the connection's own secrets (whatever their shape) and of key-shaped strings:
+`str()` of these exceptions never holds a secret.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 MAX_DETAIL_CHARS = 200
+# Text past this is never shown, so it is dropped before scrubbing (bounds the work on a huge message).
+_SCRUB_INPUT_CHARS = 4096
+# A run of at least this many characters of a known secret is masked (a key echoed in part, or cut).
+MIN_SECRET_FRAGMENT = 12
 
 _REDACTED = "[redacted]"
 
@@ -43,18 +51,45 @@ _SCRUB_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def scrub(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
-    """Mask key-shaped strings in `text`, flatten whitespace and truncate to `limit` characters.
+def scrub(text: str, limit: int = MAX_DETAIL_CHARS, *, secrets: Iterable[str] = ()) -> str:
+    """Mask `secrets` (known values: the connection's admin key...) and key-shaped strings in `text`,
+    flatten whitespace and truncate to `limit` characters.
 
-    Masking runs before truncation, so a key cut in half by the limit is never half-shown.
+    A secret is masked whole and wherever `MIN_SECRET_FRAGMENT` or more of its characters appear in a row,
+    whatever its shape. Masking runs before truncation, so a key cut in half by the limit is never
+    half-shown.
     """
-    out = text
+    out = text[:_SCRUB_INPUT_CHARS]
+    for secret in secrets:
+        out = _mask_secret(out, secret)
     for pattern, replacement in _SCRUB_RULES:
         out = pattern.sub(replacement, out)
     out = " ".join(out.split())
     if len(out) > limit:
         out = out[: max(limit - 1, 0)].rstrip() + "…"
     return out
+
+
+def _mask_secret(text: str, secret: str) -> str:
+    if not secret.strip():
+        return text
+    if len(secret) <= MIN_SECRET_FRAGMENT:
+        return text.replace(secret, _REDACTED)
+    size = MIN_SECRET_FRAGMENT
+    grams = {secret[i : i + size] for i in range(len(secret) - size + 1)}
+    pieces: list[str] = []
+    start = i = 0
+    while i <= len(text) - size:
+        if text[i : i + size] not in grams:
+            i += 1
+            continue
+        end = i + size
+        while end < len(text) and text[i : end + 1] in secret:
+            end += 1
+        pieces += [text[start:i], _REDACTED]
+        start = i = end
+    pieces.append(text[start:])
+    return "".join(pieces)
 
 
 class ProviderError(Exception):
@@ -125,6 +160,24 @@ class ProviderUnavailable(ProviderError):
         api_error: bool = False,
     ) -> None:
         super().__init__(provider, message, status, api_error=api_error)
+        self.sent = sent
+
+
+class ProviderBusy(ProviderUnavailable):
+    """Not sent: the connection already has as many calls in flight as its bulkhead admits."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(provider, message, sent=False)
+
+
+class ProviderCallCancelled(ProviderError):
+    """The caller gave up on the request (Vault cancelled the plugin call), so the call was stopped.
+
+    `sent` as for `ProviderUnavailable`. Never retried: nobody is waiting for the answer.
+    """
+
+    def __init__(self, provider: str, message: str, *, sent: bool) -> None:
+        super().__init__(provider, message)
         self.sent = sent
 
 

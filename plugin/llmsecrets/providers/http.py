@@ -2,37 +2,51 @@
 status-code mapping to the `errors` hierarchy, and retries through `retry.RetryPolicy`.
 
 Wire contract of `ProviderHTTP.call`:
-- every attempt's timeouts are connect 5 s, read/write 15 s, pool 5 s, each cut to the time left
-  before the deadline; no attempt starts once the deadline is (nearly) reached;
+- one logical call (its retries included) ends by its deadline, whatever the provider does: the call
+  runs under a `budget.CallBudget` that cuts every socket operation to the time left and aborts the call
+  when the caller (Vault) cancels it; each attempt's timeouts are also connect 5 s, read/write 15 s;
+- the connection's `bulkhead.Bulkhead` admits the call first: past its share of threads the call fails
+  fast with `ProviderBusy`, never sent;
+- answers are read as streams and capped (`body.MAX_BODY_BYTES`; error bodies are truncated);
 - 2xx -> the parsed JSON body (None when empty);
 - 401/403 -> ProviderAuthError; 404 -> ProviderNotFound; 429 -> ProviderRateLimited (Retry-After);
   408/5xx -> ProviderUnavailable; other 4xx -> ProviderRejected; anything else -> ProviderError;
 - connection refused / connect timeout -> ProviderUnavailable(sent=False);
-- a read timeout, a dropped connection or any failure after the request may have been sent ->
+- a timeout, a dropped connection or any failure after the request may have been sent ->
   ProviderUnavailable, or for a create `CreateOutcomeUnknown`; so is a create's 504 (a gateway gave
-  up waiting; the provider may have done the work) and a create's unreadable 2xx body.
+  up waiting; the provider may have done the work) and a create's unreadable or oversized 2xx body;
+- a call the caller cancelled -> ProviderCallCancelled (a create already sent: CreateOutcomeUnknown).
 
-The admin key is added per request by `_BearerAuth`, so it is in no client-level header, repr or log.
-Headers and bodies are never logged.
+Every message says what happened ("the provider sent its answer too slowly: no complete answer within
+30 s") and is scrubbed of the connection's admin key, whatever its shape. The admin key is added per
+request by `_BearerAuth`, so it is in no client-level header, repr or log. Headers and bodies are never
+logged.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json as jsonlib
 import logging
 import math
 import time
 from collections.abc import Callable, Generator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from .base import SecretStr
+from .body import ERROR_BODY_BYTES, MAX_BODY_BYTES, BadEncoding, BodyTooLarge, describe_size, read_body
+from .budget import CallBudget, CancelSignal
+from .bulkhead import MAX_WAIT, Bulkhead
 from .errors import (
     CreateOutcomeUnknown,
     ProviderAuthError,
     ProviderBadResponse,
+    ProviderCallCancelled,
     ProviderError,
     ProviderNotFound,
     ProviderRateLimited,
@@ -41,6 +55,7 @@ from .errors import (
     scrub,
 )
 from .retry import MIN_ATTEMPT_SECONDS, RetryPolicy
+from .transport import GuardedTransport, environment_proxy
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +64,42 @@ READ_TIMEOUT = 15.0
 VERIFY_SECONDS = 30.0
 USER_AGENT = "vault-plugin-secrets-llm/0.1"
 
-# Reads the provider's error message from an error response; None if the body is not its error shape.
-ErrorParser = Callable[[httpx.Response], str | None]
+# Reads the provider's error message from an error body; None if the body is not its error shape.
+ErrorParser = Callable[[bytes], str | None]
 
 JSONObject = dict[str, Any]
 
 
-def standard_error_message(response: httpx.Response) -> str | None:
+def _no_signal() -> CancelSignal | None:
+    return None
+
+
+@dataclass(frozen=True)
+class CallGuards:
+    """What bounds each call of a client besides its deadline.
+
+    - `bulkhead`: the connection's share of the plugin's threads (None: no limit);
+    - `cancel_signal`: the running request's cancellation (None outside a request);
+    - `max_body_bytes`: the largest answer the client reads;
+    - `default_seconds`: the budget of a call made without a deadline (the admin-key check).
+    """
+
+    bulkhead: Bulkhead | None = None
+    cancel_signal: Callable[[], CancelSignal | None] = _no_signal
+    max_body_bytes: int = MAX_BODY_BYTES
+    default_seconds: float = VERIFY_SECONDS
+
+
+def standard_error_message(body: bytes) -> str | None:
     """The provider's message from `{"error": {"message": ...}}` (OpenAI, OpenRouter, LiteLLM);
     None when the body is not that shape (an HTML page from a proxy, a framework's own 404...)."""
     try:
-        body = response.json()
+        parsed = jsonlib.loads(body)
     except ValueError:
         return None
-    if not isinstance(body, dict):
+    if not isinstance(parsed, dict):
         return None
-    error = body.get("error")
+    error = parsed.get("error")
     if isinstance(error, dict):
         message = error.get("message")
         if isinstance(message, str):
@@ -95,6 +130,12 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     return max(0.0, seconds)
 
 
+def seconds_text(seconds: float) -> str:
+    """30 -> "30 s", 29.9996 -> "30 s", 2.5 -> "2.5 s"."""
+    text = f"{seconds:.0f}" if seconds >= 9.95 else f"{seconds:.1f}".removesuffix(".0")
+    return text + " s"
+
+
 class _BearerAuth(httpx.Auth):
     """Adds `Authorization: Bearer <admin key>` to each request; holds the key as a SecretStr."""
 
@@ -110,7 +151,7 @@ class _BearerAuth(httpx.Auth):
 
 
 class ProviderHTTP:
-    """One provider's HTTP connection: base URL, admin key, error parser, retry policy."""
+    """One provider's HTTP connection: base URL, admin key, error parser, retry policy, guards."""
 
     def __init__(
         self,
@@ -122,6 +163,7 @@ class ProviderHTTP:
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        guards: CallGuards | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
@@ -133,16 +175,23 @@ class ProviderHTTP:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.retry = retry if retry is not None else RetryPolicy()
+        self.guards = guards if guards is not None else CallGuards()
+        self._admin_key = secret
         self._error_parser = error_parser
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        # Identity: a compressed answer could not be capped before it is inflated (body.py inflates
+        # in bounded steps anyway, should a server compress regardless).
+        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity"}
         all_headers.update(headers or {})
+        if transport is None:
+            transport = GuardedTransport(proxy=environment_proxy(self.base_url))
         self._client = httpx.Client(
             base_url=self.base_url + "/",
             auth=_BearerAuth(secret),
             headers=all_headers,
             transport=transport,
+            trust_env=False,  # the guarded transport applies the environment's proxy itself
             follow_redirects=False,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
         )
@@ -153,9 +202,13 @@ class ProviderHTTP:
     def close(self) -> None:
         self._client.close()
 
-    def default_deadline(self, seconds: float = VERIFY_SECONDS) -> float:
-        """A deadline `seconds` from now on the policy's clock (for calls made without one)."""
-        return self.retry.clock() + seconds
+    def default_deadline(self, seconds: float | None = None) -> float:
+        """A deadline `seconds` (default: the guards' `default_seconds`) from now on the policy's clock."""
+        return self.retry.clock() + (self.guards.default_seconds if seconds is None else seconds)
+
+    def scrub(self, text: str) -> str:
+        """`errors.scrub` that also masks this connection's admin key, whatever its shape."""
+        return scrub(text, secrets=(self._admin_key.reveal(),))
 
     def call(
         self,
@@ -173,20 +226,39 @@ class ProviderHTTP:
         `op` names the operation in messages ("create key", "delete key"...). `create=True` marks a
         non-idempotent create: it is retried only when the failure proves it was not processed.
         """
-        return self.retry.call(
-            lambda: self._attempt(
-                method, path, op=op, deadline=deadline, params=params, json=json, create=create
-            ),
-            deadline=deadline,
-            create=create,
-            what=self.provider + " " + op,
-        )
+        what = f"{self.provider}: {op}"
+        with self._admission(what, deadline):
+            seconds = deadline - self.retry.clock()
+            with CallBudget(seconds, self.guards.cancel_signal()) as budget:
+                return self.retry.call(
+                    lambda: self._attempt(
+                        method,
+                        path,
+                        op=op,
+                        deadline=deadline,
+                        budget=budget,
+                        params=params,
+                        json=json,
+                        create=create,
+                    ),
+                    deadline=deadline,
+                    create=create,
+                    what=self.provider + " " + op,
+                    pause=budget.pause,
+                )
+
+    def _admission(self, what: str, deadline: float) -> AbstractContextManager[None]:
+        bulkhead = self.guards.bulkhead
+        if bulkhead is None:
+            return nullcontext()
+        wait = min(MAX_WAIT, max(0.0, deadline - self.retry.clock() - MIN_ATTEMPT_SECONDS))
+        return bulkhead.slot(self.provider, what, max_wait=wait)
 
     # -- one attempt ---------------------------------------------------------------------------------
 
-    def _timeout(self, op: str, deadline: float) -> httpx.Timeout:
+    def _timeout(self, op: str, deadline: float, budget: CallBudget) -> httpx.Timeout:
         remaining = deadline - self.retry.clock()
-        if remaining < MIN_ATTEMPT_SECONDS:
+        if remaining < MIN_ATTEMPT_SECONDS or budget.remaining() < MIN_ATTEMPT_SECONDS:
             raise ProviderUnavailable(
                 self.provider, f"{self.provider}: {op} not attempted: deadline reached", sent=False
             )
@@ -201,73 +273,138 @@ class ProviderHTTP:
         *,
         op: str,
         deadline: float,
+        budget: CallBudget,
         params: Mapping[str, str | int] | None,
         json: Any,
         create: bool,
     ) -> Any:
-        timeout = self._timeout(op, deadline)
+        if budget.cancelled():
+            raise self._cancelled(op, sent=False)
+        timeout = self._timeout(op, deadline, budget)
+        budget.received = 0
         started = time.monotonic()
         try:
-            response = self._client.request(
+            request = self._client.build_request(
                 method, path.lstrip("/"), params=params, json=json, timeout=timeout
             )
+            response = self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if budget.cancelled():
+                raise self._cancelled(op, sent=False) from None
+            if budget.out_of_time() or isinstance(exc, httpx.ConnectTimeout):
+                detail = f"cannot connect within {seconds_text(timeout.connect or 0.0)}"
+            else:
+                detail = f"cannot connect ({type(exc).__name__}: {self.scrub(str(exc))})"
             raise ProviderUnavailable(
-                self.provider,
-                f"{self.provider}: {op} failed: cannot connect ({type(exc).__name__}: {scrub(str(exc))})",
-                sent=False,
+                self.provider, f"{self.provider}: {op} failed: {detail}", sent=False
             ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
             raise ProviderError(
                 self.provider,
                 f"{self.provider}: {op} failed: bad request or base URL ({type(exc).__name__}: "
-                f"{scrub(str(exc))})",
+                f"{self.scrub(str(exc))})",
             ) from None
         except (httpx.TransportError, OSError) as exc:
-            # The request may have reached the provider: a read timeout, a dropped connection...
-            detail = f"{type(exc).__name__}: {scrub(str(exc))}"
-            if create:
-                raise CreateOutcomeUnknown(
-                    self.provider,
-                    f"{self.provider}: {op}: no response after the request was sent ({detail}); "
-                    "the key may exist",
-                ) from None
-            raise ProviderUnavailable(
-                self.provider, f"{self.provider}: {op} failed: no response ({detail})", sent=True
-            ) from None
+            # The request may have reached the provider: a timeout, a dropped connection...
+            raise self._no_answer(op, exc, budget, timeout, create=create) from None
+        try:
+            body = self._read_body(response, op, budget, timeout, create=create)
+        finally:
+            response.close()
         log.debug(
-            "provider response: provider=%s op=%s status=%d elapsed=%.3fs",
+            "provider response: provider=%s op=%s status=%d bytes=%d elapsed=%.3fs",
             self.provider,
             op,
             response.status_code,
+            len(body),
             time.monotonic() - started,
         )
         if response.is_success:
-            return self._decode(response, op=op, create=create)
-        raise self._error(response, op=op, create=create)
+            return self._decode(body, response.status_code, op=op, create=create)
+        raise self._error(response, body, op=op, create=create)
 
-    def _decode(self, response: httpx.Response, *, op: str, create: bool) -> Any:
-        if not response.content.strip():
+    def _read_body(
+        self, response: httpx.Response, op: str, budget: CallBudget, timeout: httpx.Timeout, *, create: bool
+    ) -> bytes:
+        status = response.status_code
+        success = response.is_success
+        limit = self.guards.max_body_bytes if success else ERROR_BODY_BYTES
+        try:
+            return read_body(response, limit, truncate=not success)
+        except (BodyTooLarge, BadEncoding) as exc:
+            if isinstance(exc, BodyTooLarge):
+                detail = f"answer larger than {describe_size(limit)}; stopped reading it"
+            else:
+                detail = f"unreadable answer: {exc}"
+            message = f"{self.provider}: {op}: HTTP {status}: {detail}"
+            if create and success:
+                raise CreateOutcomeUnknown(self.provider, message + "; the key may exist", status) from None
+            raise ProviderBadResponse(self.provider, message, status) from None
+        except (httpx.TransportError, OSError) as exc:
+            raise self._no_answer(op, exc, budget, timeout, create=create, status=status) from None
+
+    def _cancelled(self, op: str, *, sent: bool, create: bool = False) -> ProviderError:
+        detail = "stopped: Vault cancelled the request (its client went away or its time limit passed)"
+        if create and sent:
+            return CreateOutcomeUnknown(self.provider, f"{self.provider}: {op}: {detail}; the key may exist")
+        return ProviderCallCancelled(self.provider, f"{self.provider}: {op}: {detail}", sent=sent)
+
+    def _no_answer(
+        self,
+        op: str,
+        exc: BaseException,
+        budget: CallBudget,
+        timeout: httpx.Timeout,
+        *,
+        create: bool,
+        status: int | None = None,
+    ) -> ProviderError:
+        """The error for a call that got no complete answer after its request may have been sent."""
+        if budget.cancelled():
+            return self._cancelled(op, sent=True, create=create)
+        within = seconds_text(budget.seconds)
+        if budget.out_of_time():
+            if budget.received == 0:
+                detail = f"the provider did not answer within {within}"
+            else:
+                detail = (
+                    f"the provider sent its answer too slowly: no complete answer within {within} "
+                    f"({budget.received} bytes received)"
+                )
+        elif isinstance(exc, httpx.TimeoutException):
+            detail = f"the provider sent nothing for {seconds_text(timeout.read or 0.0)}"
+        else:
+            detail = f"no response ({type(exc).__name__}: {self.scrub(str(exc))})"
+        if status is not None:
+            detail = f"HTTP {status}, then {detail}"
+        if create:
+            return CreateOutcomeUnknown(
+                self.provider, f"{self.provider}: {op}: {detail}; the key may exist", status
+            )
+        return ProviderUnavailable(
+            self.provider, f"{self.provider}: {op} failed: {detail}", status, sent=True
+        )
+
+    def _decode(self, body: bytes, status: int, *, op: str, create: bool) -> Any:
+        if not body.strip():
             return None
         try:
-            return response.json()
+            return jsonlib.loads(body)
         except ValueError:
-            message = f"{self.provider}: {op}: HTTP {response.status_code} with a body that is not JSON"
+            message = f"{self.provider}: {op}: HTTP {status} with a body that is not JSON"
             if create:
-                raise CreateOutcomeUnknown(
-                    self.provider, message + "; the key may exist", response.status_code
-                ) from None
-            raise ProviderBadResponse(self.provider, message, response.status_code) from None
+                raise CreateOutcomeUnknown(self.provider, message + "; the key may exist", status) from None
+            raise ProviderBadResponse(self.provider, message, status) from None
 
-    def _error(self, response: httpx.Response, *, op: str, create: bool) -> ProviderError:
+    def _error(self, response: httpx.Response, body: bytes, *, op: str, create: bool) -> ProviderError:
         status = response.status_code
-        parsed = self._error_parser(response)
+        parsed = self._error_parser(body)
         api_error = parsed is not None
         if parsed is not None:
-            detail = scrub(parsed) or "(no message)"
+            detail = self.scrub(parsed) or "(no message)"
         else:
-            text = response.text if response.content else ""
-            detail = ("non-API body: " + scrub(text)) if text.strip() else "(empty body)"
+            text = body.decode("utf-8", "replace")
+            detail = ("non-API body: " + self.scrub(text)) if text.strip() else "(empty body)"
         message = f"{self.provider}: {op} failed: HTTP {status}: {detail}"
         if status in (401, 403):
             return ProviderAuthError(self.provider, message, status, api_error=api_error)

@@ -26,7 +26,7 @@ import httpx
 
 from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound
-from .http import ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
+from .http import CallGuards, ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
 from .retry import RetryPolicy
 
 PAGE_SIZE = 100
@@ -62,6 +62,7 @@ class LiteLLMClient:
         base_url: str,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        guards: CallGuards | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
         if not base_url:
@@ -72,6 +73,7 @@ class LiteLLMClient:
             admin_key=admin_key,
             transport=transport,
             retry=retry,
+            guards=guards,
         )
         self._page_size = max(1, min(page_size, PAGE_SIZE))
 

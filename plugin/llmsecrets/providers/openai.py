@@ -26,7 +26,7 @@ import httpx
 
 from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound, ProviderRejected
-from .http import ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
+from .http import CallGuards, ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
 from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -53,6 +53,7 @@ class OpenAIClient:
         organization_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        guards: CallGuards | None = None,
         send_expiry: bool = False,
         page_limit: int = PAGE_LIMIT,
     ) -> None:
@@ -64,6 +65,7 @@ class OpenAIClient:
             headers=headers,
             transport=transport,
             retry=retry,
+            guards=guards,
         )
         self._send_expiry = send_expiry
         self._page_limit = max(1, min(page_limit, PAGE_LIMIT))

@@ -23,7 +23,7 @@ import httpx
 
 from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound
-from .http import ProviderHTTP, as_list, as_object, iso_utc, opt_str, parse_time, req_str
+from .http import CallGuards, ProviderHTTP, as_list, as_object, iso_utc, opt_str, parse_time, req_str
 from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -52,6 +52,7 @@ class OpenRouterClient:
         base_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        guards: CallGuards | None = None,
     ) -> None:
         self._http = ProviderHTTP(
             provider=self.name,
@@ -59,6 +60,7 @@ class OpenRouterClient:
             admin_key=admin_key,
             transport=transport,
             retry=retry,
+            guards=guards,
         )
 
     def __repr__(self) -> str:

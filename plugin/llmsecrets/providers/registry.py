@@ -9,6 +9,7 @@ import httpx
 
 from . import openai, openrouter
 from .base import ProviderClient, SecretStr
+from .http import CallGuards
 from .litellm import LiteLLMClient
 from .openai import OpenAIClient
 from .openrouter import OpenRouterClient
@@ -39,6 +40,7 @@ def make_client(
     organization_id: str | None = None,
     transport: httpx.BaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    guards: CallGuards | None = None,
 ) -> ProviderClient:
     """Build the client for `provider`. Raises ValueError for an unknown provider, a missing
     LiteLLM base URL, or an `organization_id` given to a provider other than OpenAI."""
@@ -55,9 +57,12 @@ def make_client(
             organization_id=organization_id,
             transport=transport,
             retry=retry,
+            guards=guards,
         )
     if organization_id:
         raise ValueError(f"{provider}: organization_id applies to openai only")
     if provider == "openrouter":
-        return OpenRouterClient(admin_key=admin_key, base_url=url, transport=transport, retry=retry)
-    return LiteLLMClient(admin_key=admin_key, base_url=url, transport=transport, retry=retry)
+        return OpenRouterClient(
+            admin_key=admin_key, base_url=url, transport=transport, retry=retry, guards=guards
+        )
+    return LiteLLMClient(admin_key=admin_key, base_url=url, transport=transport, retry=retry, guards=guards)

@@ -11,7 +11,9 @@ Never retried: auth errors, 4xx, bad responses, anything that is not a `Provider
 
 Waits honour `Retry-After` when the provider sent it, else exponential backoff with full jitter.
 A retry stops after `max_attempts` attempts, or as soon as the next wait would end past the deadline
-(then the last error is raised as it is). `sleep`, `clock` and `jitter` are injectable for tests.
+(then the last error is raised as it is). The wait is the caller's `pause` (the call budget's, which
+ends early when the call is aborted), else `time.sleep`; `sleep`, `clock` and `jitter` are injectable
+for tests (an injected `sleep` replaces both).
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ class RetryPolicy:
       (attempt n waits uniformly in [0, min(max_delay, base_delay * 2**(n-1))]).
     - `max_retry_after`: the longest Retry-After honoured; a longer one stops retrying.
     - `sleep`, `clock`, `jitter`: injectable (`clock` must match `sleep`; the deadline is on `clock`).
+      `sleep` None: real time, through the caller's `pause` when it gives one.
     """
 
     max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    sleep: Callable[[float], None] | None = field(default=None, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     jitter: Callable[[float, float], float] = field(default=random.uniform, repr=False)
 
@@ -85,13 +88,21 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2 ** max(retry_state.attempt_number - 1, 0)))
         return max(0.0, self.jitter(0.0, ceiling))
 
-    def call(self, fn: Callable[[], T], *, deadline: float, create: bool = False, what: str = "") -> T:
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        deadline: float,
+        create: bool = False,
+        what: str = "",
+        pause: Callable[[float], None] | None = None,
+    ) -> T:
         """Run `fn` with this policy until it succeeds, fails for good, or the deadline would pass."""
         retrying = Retrying(
             retry=retry_if_exception(retryable_create if create else retryable),
             stop=stop_after_attempt(self.max_attempts) | _StopBeforeDeadline(self, deadline),
             wait=self.wait_seconds,
-            sleep=self.sleep,
+            sleep=self.sleep or pause or time.sleep,
             before_sleep=_log_retry(what),
             reraise=True,
         )

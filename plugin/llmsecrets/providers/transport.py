@@ -1,0 +1,221 @@
+"""The HTTP transport of real provider calls: httpcore's connection pool over sockets that obey the
+running call's `budget.CallBudget`.
+
+`GuardedBackend` wraps httpcore's socket backend: every connect, TLS handshake, read and write gets its
+timeout cut to the time the current call has left (CPython bounds a whole TLS handshake by its socket
+timeout), and the socket is registered with the call, so aborting it (deadline watchdog, cancellation)
+ends a blocked read. Outside a provider call (no current budget) sockets behave as httpcore's own.
+
+`GuardedTransport` is an `httpx.BaseTransport` over that pool. It takes the place of httpx's default
+transport, so it also handles the proxy from the environment (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY,
+NO_PROXY), which httpx would otherwise route through a transport of its own, unguarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import urllib.request
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpcore
+import httpx
+
+from . import budget
+
+# httpcore's exceptions -> httpx's (the same names); the most specific match wins.
+_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+# The limits of httpx's default transport.
+MAX_CONNECTIONS = 100
+MAX_KEEPALIVE_CONNECTIONS = 20
+KEEPALIVE_EXPIRY = 5.0
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for source, target in _EXCEPTIONS:
+            if isinstance(exc, source):
+                raise target(str(exc)) from exc
+        raise
+
+
+class _GuardedStream(httpcore.NetworkStream):
+    """A connection whose operations obey the running call's budget."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def _guard(self, timeout: float | None, error: type[Exception]) -> float | None:
+        call = budget.current()
+        if call is None:
+            return timeout
+        call.attach(self._inner.get_extra_info("socket"))
+        try:
+            return call.cut(timeout)
+        except TimeoutError as exc:
+            raise error(str(exc)) from None
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = self._inner.read(max_bytes, self._guard(timeout, httpcore.ReadTimeout))
+        call = budget.current()
+        if call is not None:
+            call.received += len(data)
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._guard(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        cut = self._guard(timeout, httpcore.ConnectTimeout)
+        return _GuardedStream(self._inner.start_tls(ssl_context, server_hostname, cut))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with every operation cut to the running call's budget."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    @staticmethod
+    def _connect_timeout(timeout: float | None) -> float | None:
+        call = budget.current()
+        if call is None:
+            return timeout
+        try:
+            return call.cut(timeout)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.connect_tcp(
+            host, port, self._connect_timeout(timeout), local_address, socket_options
+        )
+        return _GuardedStream(inner)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _GuardedStream(
+            self._inner.connect_unix_socket(path, self._connect_timeout(timeout), socket_options)
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    def __init__(self, inner: Iterable[bytes]) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._inner
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment sets for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; NO_PROXY honoured),
+    or None. Raises ValueError for a proxy scheme other than http(s)."""
+    target = httpx.URL(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(target.host):
+        return None
+    if not proxy.startswith(("http://", "https://")):
+        raise ValueError(f"the proxy set in the environment for {target.scheme} URLs must be http(s)://")
+    return proxy
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """httpx transport over an httpcore pool of guarded sockets, direct or through an HTTP(S) proxy."""
+
+    def __init__(self, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
+        limits: dict[str, Any] = {
+            "ssl_context": context,
+            "max_connections": MAX_CONNECTIONS,
+            "max_keepalive_connections": MAX_KEEPALIVE_CONNECTIONS,
+            "keepalive_expiry": KEEPALIVE_EXPIRY,
+            "network_backend": GuardedBackend(),
+        }
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(**limits)
+        else:
+            proxy_url = httpx.URL(proxy)
+            self._pool = httpcore.HTTPProxy(
+                proxy_url=httpcore.URL(
+                    scheme=proxy_url.raw_scheme,
+                    host=proxy_url.raw_host,
+                    port=proxy_url.port,
+                    target=proxy_url.raw_path,
+                ),
+                proxy_auth=(proxy_url.username, proxy_url.password or "") if proxy_url.username else None,
+                **limits,
+            )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = self._pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
