@@ -1,10 +1,14 @@
-"""The LLM secrets engine's backend: factory, paths, help, caches, periodic sweep and invalidation.
+"""The LLM secrets engine's backend: factory, paths, help, caches, periodic work and invalidation.
 
 Concurrency model: Vault's gRPC calls arrive on a thread pool, so handlers run concurrently. The
 in-memory caches (connections, roles, the sweep config, provider clients) are guarded by locks; a
 cache miss reads storage under the cache lock, so an invalidation can never be overtaken by a stale
 read. Storage is the only shared truth: caches are dropped on every write/delete here and whenever
 Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
+
+Periodic work (Vault's rollback tick, once a minute): the deletion queue's tick (reload, retrier alive),
+then the sweep. Everything that acts on a provider without a client request behind it (the tick, every
+retrier pass, the sweep) first asks `provider_actions_allowed`: the one gate for "active node only".
 """
 
 from __future__ import annotations
@@ -24,7 +28,17 @@ from vaultplugin.framework import (
 )
 from vaultplugin.framework.storage import get_json, put_json
 
-from llmsecrets import path_config, path_creds, path_roles, path_tidy, rollback, secret_api_key, sweep
+from llmsecrets import (
+    deletions,
+    path_config,
+    path_creds,
+    path_deletions,
+    path_roles,
+    path_tidy,
+    rollback,
+    secret_api_key,
+    sweep,
+)
 from llmsecrets.clients import ClientCache, TransportFactory
 from llmsecrets.models import (
     CONFIG_PREFIX,
@@ -85,6 +99,7 @@ class LLMBackend(Backend):
         provider_expiry_grace: int = PROVIDER_EXPIRY_GRACE,
         sweep_defaults: SweepConfig | None = None,
         wal_min_age_seconds: float = WAL_MIN_AGE,
+        background_deletions: bool = True,
     ) -> None:
         self.clients = ClientCache(transport_factory, retry, call_seconds=request_timeout)
         self.request_timeout = request_timeout
@@ -101,6 +116,7 @@ class LLMBackend(Backend):
         self.mount_prefix = mount_prefix("")
         self.mount_known = False
         self.sweeper = sweep.Sweeper(self)
+        self.deletions = deletions.DeletionQueue(self, background=background_deletions)
         self.api_key = secret_api_key.api_key_secret(self)
         super().__init__(
             help=BACKEND_HELP,
@@ -109,13 +125,15 @@ class LLMBackend(Backend):
                 *path_roles.paths(self),
                 *path_creds.paths(self),
                 *path_tidy.paths(self),
+                *path_deletions.paths(self),
             ],
             secrets=[self.api_key],
-            periodic=self.sweeper.periodic,
+            periodic=self._periodic,
             wal_rollback=rollback.make_rollback(self),
             wal_kinds=[WalKind.CREATE_KEY],
             wal_min_age_seconds=wal_min_age_seconds,
             invalidate=self._on_invalidate,
+            initialize=self._on_initialize,
             clean=self._on_clean,
             running_version=VERSION,
             clock=clock,
@@ -131,7 +149,35 @@ class LLMBackend(Backend):
         if not self.mount_known:
             log.warning("the host sent no backend_uuid; the orphan sweep is off for this instance")
 
+    def _on_initialize(self, storage: Storage) -> None:
+        # Vault initializes every plugin process it starts (restarts included): resume the deletion queue.
+        try:
+            self.deletions.start(storage)
+        except Exception:
+            log.exception("could not load the deletion queue; the next rollback tick tries again")
+
+    def _periodic(self, req: Request) -> None:
+        storage = req.storage
+        if storage is None or not self.provider_actions_allowed(storage):
+            return
+        try:
+            self.deletions.tick(storage)
+        except Exception:
+            log.exception("deletion queue tick failed")
+        self.sweeper.periodic(req)
+
+    def provider_actions_allowed(self, storage: Storage) -> bool:
+        """May periodic work act on providers from this process now? The single gate in front of the
+        rollback tick's work, every deletion retry pass and the sweep.
+
+        Today: always. On a Raft cluster only the active node may (a standby runs the rollback manager too,
+        see the protocol notes, 9b): this is where that check belongs. Independently, every retry attempt
+        writes to storage before it calls the provider, so a read-only node never gets that far.
+        """
+        return True
+
     def _on_clean(self) -> None:
+        self.deletions.stop()
         self.clients.clear()
         with self._cache_lock:
             self._cache_generation += 1
@@ -149,9 +195,10 @@ class LLMBackend(Backend):
 
     # --- helpers for handlers ------------------------------------------------------------------------------
 
-    def deadline(self) -> float:
-        """The deadline for one provider call (on the retry policy's clock)."""
-        return self._monotonic() + self.request_timeout
+    def deadline(self, seconds: float | None = None) -> float:
+        """The deadline for one provider call (on the retry policy's clock): `seconds` from now, by default
+        the request timeout."""
+        return self._monotonic() + (self.request_timeout if seconds is None else seconds)
 
     @staticmethod
     def storage_of(req: Request) -> Storage:
@@ -256,6 +303,7 @@ def new_backend(
     min_orphan_age: int = MIN_ORPHAN_AGE,
     expired_grace: int = EXPIRED_GRACE,
     wal_min_age_seconds: float = WAL_MIN_AGE,
+    background_deletions: bool = True,
 ) -> LLMBackend:
     """Build the engine's backend (the factory `serve` calls once per mount).
 
@@ -265,6 +313,8 @@ def new_backend(
     - `retry`: the provider clients' retry policy (tests pass one that does not sleep).
     - `sweep_interval`, `min_orphan_age`, `expired_grace`: defaults of `tidy/config` (seconds).
     - `wal_min_age_seconds`: how old a pending create's WAL entry must be before the rollback settles it.
+    - `background_deletions`: retry queued deletions on a thread of their own (False: only on the rollback
+      tick, for tests that drive the clock).
     """
     return LLMBackend(
         transport_factory=transport_factory,
@@ -276,4 +326,5 @@ def new_backend(
             interval=sweep_interval, min_orphan_age=min_orphan_age, expired_grace=expired_grace
         ),
         wal_min_age_seconds=wal_min_age_seconds,
+        background_deletions=background_deletions,
     )

@@ -7,6 +7,7 @@ Storage layout (all JSON objects, each with `"schema_version"`):
     keys/<connection>/<key id>     IssuedKeyRecord    the index of live keys (ids and names, never values)
     tidy/config                    SweepConfig        cadence and thresholds of the orphan sweep
     tidy/state                     SweepState         when the sweep last ran
+    deletions/<connection>/<id>    PendingDeletion    a key still to be deleted at its provider (deletions.py)
     wal/<uuid>                     PendingCreate      (framework WAL, kind `WalKind.CREATE_KEY`)
 
 `from_storage` checks every field's type and raises `RecordError` for anything unexpected, so a
@@ -28,6 +29,7 @@ ROLES_PREFIX = "roles/"
 KEYS_PREFIX = "keys/"
 SWEEP_CONFIG_KEY = "tidy/config"
 SWEEP_STATE_KEY = "tidy/state"
+DELETIONS_PREFIX = "deletions/"
 
 
 class RecordError(ValueError):
@@ -74,6 +76,13 @@ def _num(data: Mapping[str, Any], key: str, what: str) -> float:
 
 def _opt_num(data: Mapping[str, Any], key: str, what: str) -> float | None:
     return None if data.get(key) is None else _num(data, key, what)
+
+
+def _bool(data: Mapping[str, Any], key: str, what: str) -> bool:
+    value = data.get(key)
+    if not isinstance(value, bool):
+        raise RecordError(f"{what}: field {key!r} is not a boolean")
+    return value
 
 
 def _int(data: Mapping[str, Any], key: str, what: str) -> int:
@@ -402,3 +411,75 @@ class SweepState:
         what = "sweep state"
         _check_version(data, what)
         return cls(last_run=_num(data, "last_run", what))
+
+
+# --- deletion queue ----------------------------------------------------------------------------------------
+
+
+class DeletionReason(StrEnum):
+    """Why a key is in the deletion queue."""
+
+    REVOKE = "revoke"  # a revoke of a running lease failed: Vault was answered with an error
+    LEASE_ENDED = "lease_ended"  # Vault revoked an ended lease: it was answered "done", the engine deletes
+    SWEEP = "sweep"  # the sweep could not delete a key past its lease max, or an orphan
+
+
+@dataclass(frozen=True)
+class PendingDeletion:
+    """A key the engine still has to delete at its provider, or (with `done_at`) has just deleted.
+
+    - `expires_by`: by then the provider has expired the key by itself (unix seconds), None if it never does;
+    - `vault_waiting`: a revoke was answered with an error, so Vault will ask again: once the key is gone the
+      entry stays as a tombstone (`done_at`) that lets that revoke succeed without a provider call;
+    - `attempts`, `last_error`, `last_attempt_at`, `next_attempt_at`: what an operator sees.
+    Never holds a key value.
+    """
+
+    connection: str
+    provider: str
+    key_id: str
+    scope: str
+    key_name: str
+    role: str
+    reason: str
+    queued_at: float
+    expires_by: float | None
+    vault_waiting: bool
+    attempts: int = 0
+    last_error: str = ""
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+    done_at: float | None = None
+
+    @staticmethod
+    def storage_key(connection: str, key_id: str) -> str:
+        return f"{DELETIONS_PREFIX}{connection}/{key_segment(key_id)}"
+
+    @property
+    def key(self) -> str:
+        return self.storage_key(self.connection, self.key_id)
+
+    def to_storage(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> PendingDeletion:
+        what = "pending deletion"
+        _check_version(data, what)
+        return cls(
+            connection=_str(data, "connection", what),
+            provider=_str(data, "provider", what),
+            key_id=_str(data, "key_id", what),
+            scope=_str(data, "scope", what),
+            key_name=_str(data, "key_name", what),
+            role=_str(data, "role", what),
+            reason=_str(data, "reason", what),
+            queued_at=_num(data, "queued_at", what),
+            expires_by=_opt_num(data, "expires_by", what),
+            vault_waiting=_bool(data, "vault_waiting", what),
+            attempts=_int(data, "attempts", what),
+            last_error=_str(data, "last_error", what),
+            last_attempt_at=_opt_num(data, "last_attempt_at", what),
+            next_attempt_at=_opt_num(data, "next_attempt_at", what),
+            done_at=_opt_num(data, "done_at", what),
+        )

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 MIN_ORPHAN_AGE_FLOOR = 60
 
 TIDY_HELP = """\
-Runs the sweep now and returns what it found and deleted (counts, key ids and names; never key values).
+Runs the sweep now and returns what it found and deleted (counts, key ids and names; never key values),
+and `deletions_pending`: how many keys the deletion queue is still retrying (`bao list -detailed
+llm/deletions` shows them). A key the sweep could not delete joins that queue.
 
 The sweep deletes, for every connection:
   - keys whose lease max TTL (plus expired_grace) has passed: no lease can own them any more, for
@@ -70,11 +72,17 @@ CONFIG_FIELDS: dict[str, Field] = {
 
 def paths(b: LLMBackend) -> list[Path]:
     def tidy(req: Request, d: FieldData) -> Response:
+        storage = b.storage_of(req)
         try:
-            report = b.sweeper.run(b.storage_of(req))
+            report = b.sweeper.run(storage)
         except SweepBusy as exc:
             raise CodedError(503, f"tidy: {exc}; try again shortly") from None
-        return Response(data={**report.to_response(), "key_name_prefix": b.mount_prefix})
+        # The deletion queue (and what the sweep just added to it): reloaded, and its retrier woken.
+        b.deletions.start(storage)
+        pending = sum(1 for rec in b.deletions.listing(storage) if rec.done_at is None)
+        return Response(
+            data={**report.to_response(), "deletions_pending": pending, "key_name_prefix": b.mount_prefix}
+        )
 
     def read_config(req: Request, d: FieldData) -> Response:
         config = b.sweep_config(b.storage_of(req))

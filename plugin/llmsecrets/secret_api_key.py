@@ -1,12 +1,24 @@
 """The leased secret `llm_api_key`: renew (extends provider-side expiry where it can) and revoke.
 
-Revoke contract (Vault retries a failed revoke with backoff, ~10 minutes in all, and marks the lease
-irrevocable AT ONCE for bad request / unsupported path / invalid request / unrecoverable):
+Revoke contract (Vault retries a failed revoke 5 times, ~10 minutes in all, then marks the lease
+irrevocable; AT ONCE for bad request / unsupported path / invalid request / unrecoverable):
 - deletes the key at the provider; "already gone" (404) is success;
-- every failure is retryable: provider faults (429, 5xx, timeouts, auth) are 502 `UpstreamError`,
-  missing config is a 500 `VaultError` that says how to fix it;
 - works on a key created a millisecond ago (it needs only the lease's internal data and the connection);
-- removes the key from the index after the provider delete.
+- removes the key from the index after the provider delete;
+- when the delete fails, the key goes into the deletion queue (deletions.py) BEFORE the answer, and the
+  engine retries it every few seconds until it is gone. Then:
+  * a lease whose TTL has run out (Vault's expiry, or a revoke that came after it) is answered "revoked":
+    Vault's part is over, the key is the engine's to delete. So no expiring lease is ever left to Vault's
+    retries, and none becomes irrevocable, however long the provider is down;
+  * a lease still running (`bao lease revoke`, revoke-prefix, a revoked token) is answered with a
+    retryable error (502 for provider faults, 500 with the fix for a missing connection) that says the
+    deletion is queued: a synchronous revoke never reports success while the key is still live. Vault's
+    next try (async revokes, or the lease's expiry) finds the key deleted (a tombstone) and succeeds;
+- a key whose deletion is queued or done cannot be renewed.
+
+When the lease's TTL ran out: from its issue time (or the engine's last renewal, kept in the internal
+data as `renewed_at`) plus the TTL Vault sends with the revoke. Vault computes its own expiry a moment
+after either, so the engine's estimate is never later than Vault's.
 """
 
 from __future__ import annotations
@@ -20,15 +32,24 @@ from vaultplugin.framework import (
     Field,
     FieldData,
     FieldType,
+    LeaseInfo,
     Request,
     Response,
     SecretType,
+    UpstreamError,
     VaultError,
     get_json,
 )
 
 from llmsecrets import errors
-from llmsecrets.models import ConnectionConfig, IssuedKeyRecord, LeaseRef, RecordError
+from llmsecrets.deletions import connection_wide, describe
+from llmsecrets.models import (
+    ConnectionConfig,
+    DeletionReason,
+    IssuedKeyRecord,
+    LeaseRef,
+    RecordError,
+)
 from llmsecrets.providers.base import ProviderClient
 from llmsecrets.providers.errors import ProviderError
 
@@ -40,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_TYPE = "llm_api_key"  # noqa: S105 - a type name, not a password
+# Internal-data key: when the engine last renewed the lease (unix seconds).
+RENEWED_AT = "renewed_at"
 
 RESPONSE_FIELDS: dict[str, Field] = {
     "api_key": Field(FieldType.STRING, "The provider API key. Shown once; never stored.", sensitive=True),
@@ -68,6 +91,11 @@ def api_key_secret(b: LLMBackend) -> SecretType:
                 f"key {ref.key_id} of role {ref.role!r} is no longer live (revoked or deleted by the sweep); "
                 "read creds again"
             )
+        if b.deletions.lookup(storage, ref.connection, ref.key_id) is not None:
+            raise BadRequest(
+                f"key {ref.key_id} of role {ref.role!r} is being deleted (its lease was revoked); "
+                "read creds again"
+            )
         now = b.clock()
         remaining = record.lease_expires_at - now
         if remaining <= 0:
@@ -75,6 +103,8 @@ def api_key_secret(b: LLMBackend) -> SecretType:
         new_ttl = min(float(lease.increment or record.ttl), remaining)
         if record.provider_expires_at is not None:
             _extend(b, storage, ref, record, until=now + new_ttl)
+        # Vault replaces the internal data with the renew response's: revoke learns when the TTL restarted.
+        lease.internal_data = {**lease.internal_data, RENEWED_AT: now}
         return b.api_key.renew_response(req, ttl=new_ttl)
 
     def revoke(req: Request, d: FieldData) -> None:
@@ -83,18 +113,37 @@ def api_key_secret(b: LLMBackend) -> SecretType:
             raise VaultError("revoke request carries no lease")
         ref = _lease_ref(lease.internal_data)
         storage = b.storage_of(req)
-        client = _client_for(b, storage, ref, action="revoke")
-        try:
-            existed = client.delete_key(ref.key_id, scope=ref.scope, deadline=b.deadline())
-        except ProviderError as exc:
-            log.warning(
-                "revoke failed, Vault will retry: connection=%s key_id=%s error=%s",
+        queued = b.deletions.lookup(storage, ref.connection, ref.key_id)
+        if queued is not None and queued.done_at is not None:
+            # The tombstone has done its job: Vault drops the lease now and will not ask again.
+            storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
+            b.deletions.discard(storage, ref.connection, ref.key_id)
+            log.info(
+                "revoked key (deleted earlier by the deletion queue): connection=%s role=%s key_id=%s",
                 ref.connection,
+                ref.role,
                 ref.key_id,
-                type(exc).__name__,
             )
-            raise errors.for_revoke(exc, connection=ref.connection) from None
+            return
+        ended = lease_ended(lease, b.clock())
+        if ended and b.deletions.connection_failing(ref.connection):
+            # The provider is failing right now: queue without waiting for yet another failed call.
+            _queue(b, storage, ref, ended=True, error="not tried: the connection is failing", attempted=False)
+            return
+        try:
+            client = _client_for(b, storage, ref, action="revoke")
+            existed = client.delete_key(ref.key_id, scope=ref.scope, deadline=b.deadline())
+        except (ProviderError, VaultError) as exc:
+            if isinstance(exc, ProviderError) and connection_wide(exc):
+                b.deletions.note_failure(ref.connection, exc)
+            _queue(b, storage, ref, ended=ended, error=describe(exc, _connection_or_none(b, storage, ref)))
+            if ended:
+                return
+            raise _still_live(exc, ref, req.mount_point) from None
+        b.deletions.note_success(ref.connection)
         storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
+        if queued is not None:
+            b.deletions.discard(storage, ref.connection, ref.key_id)
         log.info(
             "revoked key: connection=%s role=%s key_id=%s name=%s already_gone=%s",
             ref.connection,
@@ -105,6 +154,104 @@ def api_key_secret(b: LLMBackend) -> SecretType:
         )
 
     return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke)
+
+
+def lease_ended(lease: LeaseInfo, now: float) -> bool:
+    """Has the lease's TTL run out (so this revoke is Vault's expiry, or came after it)?
+
+    Unknown (no TTL or start time) counts as "still running": the answer that can never report a live key
+    as revoked.
+    """
+    if lease.ttl <= 0:
+        return False
+    renewed = lease.internal_data.get(RENEWED_AT)
+    if isinstance(renewed, int | float) and not isinstance(renewed, bool):
+        start = float(renewed)
+    elif lease.issue_time is not None:
+        start = lease.issue_time.timestamp()
+    else:
+        return False
+    return now >= start + lease.ttl
+
+
+def _queue(
+    b: LLMBackend, storage: Storage, ref: LeaseRef, *, ended: bool, error: str, attempted: bool = True
+) -> None:
+    """Put the lease's key into the deletion queue; a storage failure becomes a retryable error."""
+    record = _index_record_or_none(storage, ref)
+    expires_by: float | None = None
+    if record is not None and record.provider_expires_at is not None:
+        # Renewals move a provider's expiry, never past the lease max + grace.
+        expires_by = max(record.provider_expires_at, record.lease_expires_at + b.provider_expiry_grace)
+    try:
+        b.deletions.enqueue(
+            storage,
+            connection=ref.connection,
+            provider=ref.provider,
+            key_id=ref.key_id,
+            scope=ref.scope,
+            key_name=ref.key_name,
+            role=ref.role,
+            reason=DeletionReason.LEASE_ENDED if ended else DeletionReason.REVOKE,
+            expires_by=expires_by,
+            vault_waiting=not ended,
+            error=error,
+            attempted=attempted,
+        )
+    except Exception as exc:
+        log.error("could not queue the deletion of key %s: %s", ref.key_id, type(exc).__name__)
+        raise VaultError(
+            f"revoking key {ref.key_id} failed ({error}) and its deletion could not be queued "
+            f"(storage: {type(exc).__name__}); Vault will retry"
+        ) from None
+    if ended:
+        log.warning(
+            "revoke of an ended lease: the provider failed, the key is queued for deletion and Vault is told "
+            "the lease is revoked: connection=%s role=%s key_id=%s error=%s",
+            ref.connection,
+            ref.role,
+            ref.key_id,
+            error,
+        )
+    else:
+        log.warning(
+            "revoke failed, the key is still live and queued for deletion; Vault will retry: connection=%s "
+            "role=%s key_id=%s error=%s",
+            ref.connection,
+            ref.role,
+            ref.key_id,
+            error,
+        )
+
+
+def _still_live(exc: Exception, ref: LeaseRef, mount_point: str) -> VaultError:
+    """The error of a revoke that failed on a running lease: the key is live, its deletion queued."""
+    where = f"{mount_point.rstrip('/')}/deletions" if mount_point else "deletions (under this mount)"
+    note = (
+        f". The key is still live; its deletion is queued and retried by the engine every few seconds "
+        f"(bao list -detailed {where}). Revoke again once it is gone; Vault also retries at the lease's "
+        "expiry"
+    )
+    if isinstance(exc, ProviderError):
+        err = errors.for_revoke(exc, connection=ref.connection)
+        return UpstreamError(err.message + note)
+    if isinstance(exc, VaultError):
+        return VaultError(exc.message + note)  # same type: a missing connection is a 500 that says the fix
+    return VaultError(str(exc) + note)
+
+
+def _connection_or_none(b: LLMBackend, storage: Storage, ref: LeaseRef) -> ConnectionConfig | None:
+    try:
+        return b.connection(storage, ref.connection)
+    except Exception:
+        return None
+
+
+def _index_record_or_none(storage: Storage, ref: LeaseRef) -> IssuedKeyRecord | None:
+    try:
+        return _index_record(storage, ref)
+    except Exception:
+        return None
 
 
 def _lease_ref(internal: dict[str, object]) -> LeaseRef:

@@ -11,7 +11,9 @@ Run from the framework's periodic hook (Vault's rollback tick, about once a minu
     pending WAL entry. A key the provider lists without a creation time is aged from when the sweep
     first saw it.
 
-A failure in one connection (or one key) is recorded and the sweep goes on with the rest.
+A failure in one connection (or one key) is recorded and the sweep goes on with the rest; a key it
+could not delete goes into the deletion queue (deletions.py), which retries it every few seconds instead
+of waiting for the next sweep.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_wal, put_json
 from vaultplugin.framework.wal import WalDecodeError
 
+from llmsecrets.deletions import describe
 from llmsecrets.models import (
     CONFIG_PREFIX,
     KEYS_PREFIX,
     SWEEP_STATE_KEY,
+    DeletionReason,
     IssuedKeyRecord,
     PendingCreate,
     RecordError,
@@ -210,8 +214,10 @@ class Sweeper:
             try:
                 client.delete_key(rec.key_id, scope=rec.scope, deadline=self._b.deadline())
             except ProviderError as exc:
+                key = ProviderKey(rec.key_id, rec.key_name, None, rec.scope)
+                queued = self._queue(run, key, rec.connection, rec.provider, exc, role=rec.role)
                 run.report.failures.append(
-                    f"connection {rec.connection!r}: deleting expired key {rec.key_id}: {exc}"
+                    f"connection {rec.connection!r}: deleting expired key {rec.key_id}: {exc}{queued}"
                 )
                 continue
             run.storage.delete(rec.key)
@@ -244,7 +250,10 @@ class Sweeper:
             try:
                 client.delete_key(key.key_id, scope=key.scope, deadline=self._b.deadline())
             except ProviderError as exc:
-                run.report.failures.append(f"connection {connection!r}: deleting orphan {key.key_id}: {exc}")
+                queued = self._queue(run, key, connection, client.name, exc)
+                run.report.failures.append(
+                    f"connection {connection!r}: deleting orphan {key.key_id}: {exc}{queued}"
+                )
                 continue
             run.report.orphans_deleted.append(SweptKey(connection, key.key_id, key.name))
             log.info(
@@ -253,6 +262,36 @@ class Sweeper:
                 key.key_id,
                 key.name,
             )
+
+    def _queue(
+        self,
+        run: _Run,
+        key: ProviderKey,
+        connection: str,
+        provider: str,
+        exc: ProviderError,
+        *,
+        role: str = "",
+    ) -> str:
+        """Hand a key the sweep could not delete to the deletion queue; the note for the report."""
+        try:
+            self._b.deletions.enqueue(
+                run.storage,
+                connection=connection,
+                provider=provider,
+                key_id=key.key_id,
+                scope=key.scope,
+                key_name=key.name,
+                role=role,
+                reason=DeletionReason.SWEEP,
+                expires_by=None,
+                vault_waiting=False,
+                error=describe(exc),
+            )
+        except Exception as store_exc:
+            log.warning("sweep could not queue key %s for deletion: %s", key.key_id, type(store_exc).__name__)
+            return ""
+        return " (queued for deletion)"
 
     def _age(self, run: _Run, connection: str, key: ProviderKey) -> float:
         if key.created_at is not None:

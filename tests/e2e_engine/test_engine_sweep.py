@@ -3,7 +3,8 @@
 What a user relies on: a key with this mount's name prefix that the engine does not track (an orphan, e.g.
 left by a crash) is deleted once it is older than min_orphan_age; young keys, other mounts' keys and keys
 that are not Vault's are never touched; and a key whose lease Vault dropped without deleting it
-(revoke-force during an outage) is deleted once its lease's max TTL has passed.
+(revoke-force during an outage) is deleted: by the engine's deletion queue as soon as the provider answers,
+and the sweep hands it to that queue too once the lease's max TTL has passed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from devkit.waiting import wait_for
 from engine_support import EngineMount
 from llm_emulators.core import Fault
 
@@ -54,33 +56,44 @@ def test_tidy_deletes_old_orphans_of_this_mount_only(mount: EngineMount) -> None
     assert again["orphans_deleted_count"] == 0 and again["expired_deleted_count"] == 0
 
 
-def test_tidy_deletes_a_key_whose_lease_vault_dropped(mount: EngineMount) -> None:
+def test_a_key_whose_lease_vault_dropped_is_deleted(mount: EngineMount) -> None:
     mount.must_write("tidy/config", interval="0", expired_grace="0s")
     mount.add_role("short", ttl="8s", max_ttl="8s")
     issued_at = time.time()
     lease = mount.creds("short")
 
     # The provider fails every delete, and the operator force-revokes: Vault calls the plugin's revoke,
-    # ignores its failure and drops the lease. The key stays at the provider, working and in the index.
+    # ignores its failure and drops the lease. The key stays at the provider, working, in the index and in
+    # the engine's deletion queue.
     mount.emulator.set_faults(Fault.server_error(times=None, op="delete"))
     mount.api.ok("PUT", f"sys/leases/revoke-force/{lease.lease_id}")
     assert mount.lookup(lease.lease_id)[0] == 400  # Vault no longer knows the lease
-    mount.emulator.set_faults()  # the outage is over
     assert mount.emulator.find_key(lease.key_id) is not None
     assert mount.infer(lease.api_key) == 200
     assert mount.read("config/main")[1]["data"]["live_keys"] == 1
 
-    # Before the lease's max TTL has passed, the sweep leaves it alone (a lease could still own it).
+    # Before the lease's max TTL has passed, the sweep leaves it alone (a lease could still own it); it
+    # reports the queued deletion.
     early = mount.tidy()
     assert time.time() < issued_at + 8, "the test was too slow to check the early sweep"
     assert early["expired_deleted_count"] == 0 and early["orphans_deleted_count"] == 0
+    assert early["deletions_pending"] == 1
     assert mount.emulator.find_key(lease.key_id) is not None
 
-    # Once it has passed, the sweep deletes the key and forgets it.
+    # Once it has passed, the sweep tries too; the provider still fails, so the key stays queued.
     time.sleep(max(0.0, issued_at + 9 - time.time()))  # nothing to poll: only time has to pass
     report = mount.tidy()
-    assert deleted_ids(report, "expired_deleted") == {lease.key_id}
-    assert report["failure_count"] == 0, report["failures"]
-    assert mount.is_deleted_at_provider(lease.key_id)
+    assert report["expired_deleted_count"] == 0
+    assert report["failure_count"] == 1 and "queued for deletion" in report["failures"][0], report
+    assert report["deletions_pending"] == 1
+
+    # The outage ends: the deletion queue deletes the key within seconds (no sweep needed), and forgets it.
+    mount.emulator.set_faults()
+    wait_for(
+        lambda: mount.is_deleted_at_provider(lease.key_id),
+        timeout=30,
+        what="the deletion queue to delete the key",
+        interval=0.5,
+    )
     assert mount.infer(lease.api_key) == 401
     assert mount.read("config/main")[1]["data"]["live_keys"] == 0

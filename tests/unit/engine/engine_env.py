@@ -73,6 +73,8 @@ class Env:
             "litellm": LiteLLMEmulator(ADMIN_KEYS["litellm"], clock=self.clock),
         }
         self.transport_calls: list[tuple[str, str | None]] = []
+        # No retrier thread: tests run the deletion queue's passes themselves, on the fake clock.
+        backend_args.setdefault("background_deletions", False)
         self.backend: LLMBackend = new_backend(
             transport_factory=self._transport,
             clock=self.clock,
