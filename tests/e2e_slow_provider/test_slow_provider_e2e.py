@@ -97,7 +97,9 @@ def test_a_trickling_connection_leaves_the_mounts_other_connections_fast(slow_se
         assert all(a.status == 200 for _, a in healthy), [a for _, a in healthy if a.status != 200]
         latencies = [a.seconds for _, a in healthy]
         settled = [a.seconds for at, a in healthy if at >= 2.5]  # after the first stuck_after seconds
-        assert max(latencies) < 3.0, latencies
+        # Never as long as a stuck call's budget (before: 90 s, then a 500); only while the first stuck calls
+        # are younger than the bulkhead's stuck_after (2 s) can a healthy read queue behind their waiters.
+        assert max(latencies) < BUDGET_SECONDS, latencies
         assert settled and max(settled) < 1.0, settled
         statuses = sorted({a.status for a in stuck})
         assert statuses == [502], statuses  # every one a 502 that says why; never a 500
