@@ -62,6 +62,22 @@ def test_json_nested_deeper_than_the_limit_is_refused_with_what_to_send(depth: i
     assert "a list of strings or a flat map of strings" in message
 
 
+def test_nesting_is_counted_however_the_brackets_are_laid_out() -> None:
+    # A staircase ([[],[[],[[],0]]]) has no long run of opening brackets, and still nests a level a step.
+    loads("[[]," * (MAX_JSON_DEPTH - 1) + "0" + "]" * (MAX_JSON_DEPTH - 1))
+    with pytest.raises(JsonInputError, match="levels deep"):
+        loads("[[]," * (MAX_JSON_DEPTH + 8) + "0" + "]" * (MAX_JSON_DEPTH + 8))
+    alternating = '{"a":[' * 17 + "1" + "]}" * 17  # 34 levels, lists and objects in turn
+    with pytest.raises(JsonInputError, match="levels deep"):
+        loads(alternating)
+    loads("[" + ",".join(["[]"] * 10_000) + "]")  # wide, not deep
+
+
+def test_unbalanced_brackets_are_reported_as_invalid_json_not_as_depth() -> None:
+    with pytest.raises(JsonInputError, match="is not valid JSON"):
+        loads("[" * 5 + "}" * 40)
+
+
 def test_json_that_is_not_json_names_what_was_wrong() -> None:
     with pytest.raises(JsonInputError, match="request data is not valid JSON"):
         loads('{"a": ')
