@@ -7,8 +7,15 @@ read. Storage is the only shared truth: caches are dropped on every write/delete
 Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
 
 Periodic work (Vault's rollback tick, once a minute): the deletion queue's tick (reload, retrier alive),
-then the sweep. Everything that acts on a provider without a client request behind it (the tick, every
-retrier pass, the sweep) first asks `provider_actions_allowed`: the one gate for "active node only".
+then the sweep, then the WAL rollback. Everything that acts on a provider without a client request behind
+it (the tick, the WAL rollback, every retrier pass, the sweep) first asks `provider_actions_allowed`: the
+one gate for "active node only".
+
+HA: a standby node serves requests itself, with read-only storage, and runs the rollback tick too (see the
+protocol notes, 9b). On a standby this backend answers every request that would write or reach a provider
+(writes, creds, renew, revoke) with Vault's read-only error before doing anything, which makes the host
+forward the request to the active node; the rollback tick does nothing there. Reads of config, roles and
+the deletion queue are served by the standby itself.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ from typing import Any, TypeVar
 
 from vaultplugin.framework import (
     Backend,
+    Operation,
+    ReadOnlyStorage,
     Request,
+    Response,
     Storage,
     SystemView,
     VaultError,
 )
+from vaultplugin.framework.logical import REPLICATION_PERFORMANCE_STANDBY
 from vaultplugin.framework.storage import get_json, put_json
 
 from llmsecrets import (
@@ -66,6 +77,11 @@ PROVIDER_EXPIRY_GRACE = 300
 SWEEP_INTERVAL = 300
 MIN_ORPHAN_AGE = 600
 EXPIRED_GRACE = 120
+# Operations a standby must not run itself: they write storage or act on a provider (creds, a READ, is
+# checked by its handler). The host forwards them to the active node on the read-only error.
+ACTIVE_ONLY_OPERATIONS = frozenset(
+    (Operation.CREATE, Operation.UPDATE, Operation.PATCH, Operation.DELETE, Operation.RENEW, Operation.REVOKE)
+)
 # Least age of a WAL entry before the rollback settles it (the framework's default: 10 minutes, far longer
 # than any create may take). Only tests lower it, through main.py's LLMSECRETS_WAL_MIN_AGE_SECONDS.
 WAL_MIN_AGE = 600.0
@@ -115,6 +131,8 @@ class LLMBackend(Backend):
         self._sweep_config: SweepConfig | None = None
         self.mount_prefix = mount_prefix("")
         self.mount_known = False
+        # Is this process serving an HA standby? Asked once per Setup (see `is_standby`).
+        self._standby: bool | None = None
         self.sweeper = sweep.Sweeper(self)
         self.deletions = deletions.DeletionQueue(self, background=background_deletions)
         self.api_key = secret_api_key.api_key_secret(self)
@@ -143,6 +161,7 @@ class LLMBackend(Backend):
 
     def setup(self, config: dict[str, str], system: SystemView) -> None:
         super().setup(config, system)
+        self._standby = None
         uuid = config.get("backend_uuid", "")
         self.mount_prefix = mount_prefix(uuid)
         self.mount_known = mount_hex(uuid) != UNKNOWN_MOUNT_HEX
@@ -151,10 +170,22 @@ class LLMBackend(Backend):
 
     def _on_initialize(self, storage: Storage) -> None:
         # Vault initializes every plugin process it starts (restarts included): resume the deletion queue.
+        # A standby starts the same process: its retrier would only ever be refused by the gate.
+        if not self.provider_actions_allowed(storage):
+            return
         try:
             self.deletions.start(storage)
         except Exception:
             log.exception("could not load the deletion queue; the next rollback tick tries again")
+
+    def handle_request(self, req: Request) -> Response | None:
+        if req.operation == Operation.ROLLBACK:
+            storage = req.storage
+            if storage is None or not self.provider_actions_allowed(storage):
+                return None  # periodic work and WAL rollback are the active node's
+        elif req.operation in ACTIVE_ONLY_OPERATIONS:
+            self.require_active()
+        return super().handle_request(req)
 
     def _periodic(self, req: Request) -> None:
         storage = req.storage
@@ -168,15 +199,52 @@ class LLMBackend(Backend):
 
     def provider_actions_allowed(self, storage: Storage) -> bool:
         """May periodic work act on providers from this process now? The single gate in front of the
-        rollback tick's work, every deletion retry pass and the sweep.
+        rollback tick (its periodic work and the WAL rollback), every deletion retry pass and the sweep.
 
-        Today: always. On a Raft cluster only the active node may (a standby runs the rollback manager too,
-        see the protocol notes, 9b): this is where that check belongs. Independently, every retry attempt
-        writes to storage before it calls the provider, so a read-only node never gets that far.
+        Only on the active node: a standby runs the rollback manager too (protocol notes, 9b), and its
+        replica of storage may lag behind the active node's (a key created a moment ago would look like an
+        orphan there). When the host cannot say, nothing is done: the next tick asks again. Independently,
+        every retry attempt writes to storage before it calls the provider, so a read-only node never gets
+        that far.
         """
-        return True
+        try:
+            return not self.is_standby()
+        except VaultError as exc:
+            log.warning("periodic provider work skipped: %s", exc.message)
+            return False
+
+    def is_standby(self) -> bool:
+        """Does this process serve an HA standby (the host reports ReplicationPerformanceStandby)?
+
+        Asked once per Setup: a node that changes role (standby -> active on failover, active -> standby on
+        step-down) first tears its mounts down and sets them up again, which Setup-s this backend anew (and
+        Cleanup forgets the answer). Raises VaultError when the host cannot be asked.
+        """
+        standby = self._standby
+        if standby is None:
+            try:
+                state = self.system.replication_state()
+            except Exception as exc:
+                raise VaultError(
+                    f"could not ask the host whether this node is active ({type(exc).__name__}); try again"
+                ) from None
+            standby = bool(state & REPLICATION_PERFORMANCE_STANDBY)
+            self._standby = standby
+            if standby:
+                log.info(
+                    "this node is an HA standby: writes, creds, renewals and revocations are forwarded to "
+                    "the active node, and periodic provider work is left to it"
+                )
+        return standby
+
+    def require_active(self) -> None:
+        """Raise Vault's read-only error on a standby, before any storage write or provider call: the host
+        forwards the request to the active node, which answers it."""
+        if self.is_standby():
+            raise ReadOnlyStorage()
 
     def _on_clean(self) -> None:
+        self._standby = None
         self.deletions.stop()
         self.clients.clear()
         with self._cache_lock:

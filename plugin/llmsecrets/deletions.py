@@ -193,8 +193,10 @@ class DeletionQueue:
             with self._lock:
                 storage = self._storage
             try:
-                if storage is not None:
-                    self.run_pass(storage)
+                if storage is None or not self._b.provider_actions_allowed(storage):
+                    timeout = IDLE_SECONDS  # not the active node (or cannot tell): due entries must not spin
+                    continue
+                self.run_pass(storage)
                 timeout = self._seconds_to_next_due()
             except Exception:
                 log.exception("deletion retry pass failed")

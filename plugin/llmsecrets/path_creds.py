@@ -7,6 +7,10 @@ The order of work is what makes an interrupted read safe:
 4. the response (lease internal data: what revoke needs, never the key), then the WAL entry is deleted.
 A create whose outcome is unknown leaves its WAL entry: the rollback finds the key by its exact name and
 deletes it. Storage calls per read: WAL put, index put, WAL delete (records and clients are cached).
+
+On an HA standby (which serves reads itself, with read-only storage) a read fails first of all with
+Vault's read-only error, which the host answers by forwarding the read to the active node: no provider
+call, no key. Were that check to miss, step 1 would fail the same way, still before the create.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ def lease_ttls(b: LLMBackend, role: Role) -> tuple[int, int]:
 
 
 def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
+    b.require_active()
     storage = b.storage_of(req)
     role = b.role(storage, role_name)
     if role is None:

@@ -5,6 +5,10 @@ provider may have made the key, but its secret never reached us) or the process 
 framework hands entries older than its minimum age (10 minutes) to `rollback`, which looks the key up
 at the provider by its exact, unique name and deletes every match (and its index entry, if any).
 A provider failure raises, so the framework keeps the entry for the next rollback run.
+
+Only the active node rolls back: on an HA standby `LLMBackend.handle_request` answers the whole rollback
+operation (periodic work and WAL rollback) with nothing, through `provider_actions_allowed`. A standby's
+copy of the WAL may lag, and two nodes must never race to delete the same key.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vaultplugin.framework.errors import ReadOnlyStorage, asks_to_forward
 from vaultplugin.framework.logical import StorageError
 from vaultplugin.grpc_client import RpcError, UnaryClient
 from vaultplugin.proto import backend_pb2 as pb
@@ -29,7 +30,11 @@ class GrpcStorage:
         except RpcError as exc:
             raise StorageError(f"storage {name.lower()} failed: {exc}") from None
         if reply.err:
-            raise StorageError(f"storage {name.lower()} failed: {reply.err}")
+            message = f"storage {name.lower()} failed: {reply.err}"
+            if asks_to_forward(reply.err):
+                # A standby's storage is read-only: this text must reach the host unchanged (it forwards).
+                raise ReadOnlyStorage(message)
+            raise StorageError(message)
         return reply
 
     def get(self, key: str) -> bytes | None:
@@ -47,7 +52,8 @@ class GrpcStorage:
 
 
 class GrpcSystemView:
-    """Mount facts from the host. TTLs are read live: an operator may tune the mount at any time."""
+    """Mount facts from the host. TTLs are read live: an operator may tune the mount at any time.
+    Errors raise (RpcError)."""
 
     def __init__(self, client: UnaryClient) -> None:
         self._client = client
@@ -59,3 +65,7 @@ class GrpcSystemView:
 
     def max_lease_ttl(self) -> float:
         return ns_to_seconds(_invoke(self._client, "/pb.SystemView/MaxLeaseTTL", pb.Empty(), pb.TTLReply).TTL)
+
+    def replication_state(self) -> int:
+        reply = _invoke(self._client, "/pb.SystemView/ReplicationState", pb.Empty(), pb.ReplicationStateReply)
+        return int(reply.state)

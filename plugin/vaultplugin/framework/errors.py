@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from vaultplugin.framework.logical import StorageError
+
 
 class ErrType(IntEnum):
     """The wire values of `pb.ProtoError.err_type` (order fixed by the SDK)."""
@@ -88,6 +90,30 @@ class UpstreamError(CodedError):
 
     def __init__(self, message: str) -> None:
         super().__init__(502, message)
+
+
+# Texts the host's HTTP layer looks for in an error (`logical.ShouldForward`, by substring): it then sends
+# the request to the active node instead of answering it. The first is Vault's `logical.ErrReadOnly`.
+READ_ONLY_MESSAGE = "cannot write to readonly storage"
+FORWARD_MESSAGES = (
+    READ_ONLY_MESSAGE,
+    "please forward to the active node",
+    "node is not the leader",
+    "Vault is in standby mode",
+)
+
+
+class ReadOnlyStorage(StorageError, VaultError):
+    """This node cannot write: an HA standby (or a node losing leadership). Its message keeps one of
+    FORWARD_MESSAGES intact, so the host forwards the request to the active node, which answers it."""
+
+    def __init__(self, message: str = READ_ONLY_MESSAGE) -> None:
+        super().__init__(message)
+
+
+def asks_to_forward(text: str) -> bool:
+    """Would the host forward a request that failed with `text` to the active node?"""
+    return any(marker in text for marker in FORWARD_MESSAGES)
 
 
 INTERNAL_ERROR_MESSAGE = "internal error; see the plugin's log for details"

@@ -43,12 +43,22 @@ class Storage(Protocol):
         ...
 
 
+# Bits of the host's `consts.ReplicationState` (sdk/helper/consts/replication.go). An HA standby that serves
+# requests itself (OpenBao's standby reads, Vault's performance standbys) reports PERFORMANCE_STANDBY.
+REPLICATION_PERFORMANCE_SECONDARY = 1 << 6
+REPLICATION_PERFORMANCE_STANDBY = 1 << 14
+
+
 class SystemView(Protocol):
     """What the host tells a backend about its mount."""
 
     def default_lease_ttl(self) -> float: ...
 
     def max_lease_ttl(self) -> float: ...
+
+    def replication_state(self) -> int:
+        """This node's `REPLICATION_*` bits (0 on a server without HA or replication)."""
+        ...
 
 
 class StorageError(Exception):

@@ -285,3 +285,9 @@ class TTLReply(_message.Message):
     TTL_FIELD_NUMBER: _ClassVar[int]
     TTL: int
     def __init__(self, TTL: _Optional[int] = ...) -> None: ...
+
+class ReplicationStateReply(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: int
+    def __init__(self, state: _Optional[int] = ...) -> None: ...

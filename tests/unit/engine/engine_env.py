@@ -48,6 +48,9 @@ class FakeSystem:
     default_ttl: float = MOUNT_DEFAULT_TTL
     max_ttl: float = MOUNT_MAX_TTL
     calls: int = 0
+    # consts.ReplicationState bits the host reports (REPLICATION_PERFORMANCE_STANDBY on an HA standby).
+    replication: int = 0
+    replication_calls: int = 0
 
     def default_lease_ttl(self) -> float:
         self.calls += 1
@@ -56,6 +59,10 @@ class FakeSystem:
     def max_lease_ttl(self) -> float:
         self.calls += 1
         return self.max_ttl
+
+    def replication_state(self) -> int:
+        self.replication_calls += 1
+        return self.replication
 
 
 class Env:
