@@ -18,7 +18,7 @@ import httpx
 import pytest
 from devkit.waiting import wait_for
 from llm_emulators import Fault
-from slow_provider_support import BUDGET_SECONDS, Answer, SlowServer, mount, odd_admin_key
+from slow_provider_support import BUDGET_SECONDS, Answer, Mount, SlowServer, mount, odd_admin_key
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -72,48 +72,63 @@ def test_a_provider_that_never_closes_cannot_wedge_a_revoke(slow_server: SlowSer
         print(f"\nrevoke against a provider that never closes: {revoke.status_code} after {took:.1f} s")
 
 
+def burst(m: Mount, role: str, readers: int) -> tuple[list[Answer], list[tuple[float, Answer]]]:
+    """`readers` concurrent creds reads of `role`; meanwhile a read of `healthy` every 0.2 s for the budget.
+    Returns the burst's answers and the healthy ones (with their start, seconds after the burst's)."""
+    answers: list[Answer] = []
+    threads = [threading.Thread(target=lambda: answers.append(m.creds(role))) for _ in range(readers)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    healthy: list[tuple[float, Answer]] = []
+    while time.monotonic() - started < BUDGET_SECONDS:
+        at = time.monotonic() - started
+        healthy.append((at, m.creds("healthy", timeout=30)))
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    assert all(a.status == 200 for _, a in healthy), [a for _, a in healthy if a.status != 200]
+    assert sorted({a.status for a in answers}) == [502]  # every one a 502 that says why; never a 500
+    return answers, healthy
+
+
 def test_a_trickling_connection_leaves_the_mounts_other_connections_fast(slow_server: SlowServer) -> None:
     with mount(slow_server, "bulkhead") as m:
         slow = m.connect("slow")
         m.connect("healthy")
         slow.set_faults(Fault.trickle(seconds=2.0, op="create"))
-        stuck: list[Answer] = []
 
-        def stuck_read() -> None:
-            stuck.append(m.creds("slow"))
-
-        readers = [threading.Thread(target=stuck_read) for _ in range(40)]
-        started = time.monotonic()
-        for reader in readers:
-            reader.start()
-        healthy: list[tuple[float, Answer]] = []  # (seconds since the 40 started, answer)
-        while time.monotonic() - started < BUDGET_SECONDS:
-            at = time.monotonic() - started
-            healthy.append((at, m.creds("healthy", timeout=30)))
-            time.sleep(0.2)
-        for reader in readers:
-            reader.join()
-
-        assert all(a.status == 200 for _, a in healthy), [a for _, a in healthy if a.status != 200]
+        # The provider turns slow under a burst of 40 reads.
+        stuck, healthy = burst(m, "slow", 40)
         latencies = [a.seconds for _, a in healthy]
         settled = [a.seconds for at, a in healthy if at >= 2.5]  # after the first stuck_after seconds
         # Never as long as a stuck call's budget (before: 90 s, then a 500); only while the first stuck calls
         # are younger than the bulkhead's stuck_after (2 s) can a healthy read queue behind their waiters.
         assert max(latencies) < BUDGET_SECONDS, latencies
         assert settled and max(settled) < 1.0, settled
-        statuses = sorted({a.status for a in stuck})
-        assert statuses == [502], statuses  # every one a 502 that says why; never a 500
         saturated = [a for a in stuck if "saturated" in a.errors]
         too_slow = [a for a in stuck if "too slowly" in a.errors]
         assert len(saturated) + len(too_slow) == 40
         assert saturated and too_slow
         assert max(a.seconds for a in stuck) < BUDGET_SECONDS + SLACK
+
+        # Known slow now: the next burst gets the bulkhead's few slots for a slow provider, at once.
+        again, healthy_again = burst(m, "slow", 20)
+        again_latencies = [a.seconds for _, a in healthy_again]
+        assert max(again_latencies) < 1.0, again_latencies
+        probes = [a for a in again if "too slowly" in a.errors]
+        refused = [a for a in again if "saturated" in a.errors]
+        assert len(probes) <= 4 and len(probes) + len(refused) == 20
+        assert max(a.seconds for a in refused) < 1.0
         print(
             f"\nhealthy creds while 40 reads trickle on another connection: {len(latencies)} reads, "
             f"p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
             f"(after the first 2.5 s: max {max(settled) * 1000:.0f} ms); the 40: "
             f"{len(saturated)} failed fast (max {max(a.seconds for a in saturated):.1f} s), "
-            f"{len(too_slow)} at the budget (max {max(a.seconds for a in too_slow):.1f} s)"
+            f"{len(too_slow)} at the budget (max {max(a.seconds for a in too_slow):.1f} s)\n"
+            f"next burst of 20 on the slow connection: {len(probes)} at the budget, {len(refused)} failed "
+            f"fast (max {max(a.seconds for a in refused) * 1000:.0f} ms); healthy creds meanwhile: p50 "
+            f"{statistics.median(again_latencies) * 1000:.0f} ms, max {max(again_latencies) * 1000:.0f} ms"
         )
 
 

@@ -222,11 +222,33 @@ def test_a_stuck_connection_fails_fast() -> None:
         pass
     assert elapsed() < 0.05
     assert info.value.sent is False
-    assert "2 calls of this connection are already waiting on the provider" in str(info.value)
+    assert "the provider answers slowly" in str(info.value)
+    assert "2 calls are already waiting on it" in str(info.value)
     for thread in threads:
         thread.join()
     with bulkhead.slot("openrouter", "openrouter: create key"):
         assert bulkhead.in_flight == 1
+
+
+def test_a_connection_that_answered_slowly_gets_few_threads_until_it_answers_fast() -> None:
+    bulkhead = Bulkhead(4, slow_limit=1, max_wait=0.2, stuck_after=0.2)
+    with bulkhead.slot("openrouter", "openrouter: create key"):
+        time.sleep(0.3)  # a call that took longer than stuck_after
+    threads = hold(bulkhead, 0.4, 1)
+    with (
+        timed() as elapsed,
+        pytest.raises(ProviderBusy, match="at most 1 while it is slow"),
+        bulkhead.slot("openrouter", "openrouter: create key"),
+    ):
+        pass
+    assert elapsed() < 0.05  # no waiting on a slow provider
+    for thread in threads:
+        thread.join()
+    with bulkhead.slot("openrouter", "openrouter: list keys"):
+        pass  # a prompt answer: the connection is healthy again
+    threads = hold(bulkhead, 0.1, 4)
+    for thread in threads:
+        thread.join()
 
 
 def test_a_trickling_connection_does_not_slow_another(
