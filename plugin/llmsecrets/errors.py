@@ -54,8 +54,8 @@ def for_request(exc: ProviderError, *, connection: str, action: str) -> VaultErr
         return UpstreamError(f"{action} on {where} failed: rate limited by the provider{after} ({exc})")
     if isinstance(exc, ProviderBusy):
         return UpstreamError(
-            f"{action} on {where} failed: the connection is saturated by calls waiting on a slow provider; "
-            f"try again later ({exc})"
+            f"{action} on {where} failed: the connection is saturated (its provider answers slowly, or it "
+            f"has as many calls in flight as it may); nothing was sent, try again later ({exc})"
         )
     if isinstance(exc, ProviderUnavailable):
         return UpstreamError(f"{action} on {where} failed: the provider is unavailable ({exc})")
