@@ -85,10 +85,10 @@ class Bulkhead:
                 if slow:
                     raise ProviderBusy(
                         provider,
-                        f"{what}: not sent: the provider answers slowly (a call of this connection has taken "
-                        f"{slowness:.0f} s) and {len(self._started)} calls are already waiting on it (at most "
-                        f"{self.slow_limit} while it is slow); failing fast so the plugin's other calls keep "
-                        "their threads",
+                        f"{what}: not sent: the provider answers slowly (a call of this connection has "
+                        f"taken {slowness:.0f} s) and {len(self._started)} calls are already waiting on it "
+                        f"(at most {self.slow_limit} while it is slow); failing fast so the plugin's other "
+                        "calls keep their threads",
                     )
                 if now >= give_up:
                     raise ProviderBusy(
