@@ -59,9 +59,23 @@ def _check_environment() -> str:
     return host_cert
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent PID of process `pid` (Linux /proc), or None if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ')'.
+        return int(stat.rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _watch_parent(parent: int, shutdown: threading.Event) -> None:
+    """Exit when the host is gone. In a one-file build our parent is the bootloader, which outlives a host
+    killed with SIGKILL (it is merely re-parented): there the host is the bootloader's parent, watched too."""
+    host = _parent_of(parent) if getattr(sys, "frozen", False) else None
     while not shutdown.wait(_PARENT_POLL_SECONDS):
-        if os.getppid() != parent:
+        if os.getppid() != parent or (host is not None and _parent_of(parent) != host):
             log.warning("the Vault process that started this plugin is gone; exiting")
             shutdown.set()
 
