@@ -147,8 +147,9 @@ def main() -> int:
             rates: dict[str, list[float]] = {b: [] for b in builds}
             cpu_per_issue: dict[str, list[float]] = {b: [] for b in builds}
             p50: dict[str, list[float]] = {b: [] for b in builds}
-            for _ in range(args.rounds):
-                for build in builds:
+            for round_no in range(args.rounds):
+                order = list(builds) if round_no % 2 == 0 else list(reversed(builds))  # neither always first
+                for build in order:
                     job = (bao.addr, f"/v1/{build}/creds/bench", args.seconds, 0)
                     with meters[build].phase() as cpu:
                         runs = list(pool.map(read_worker, [job] * args.clients))
