@@ -58,10 +58,11 @@ OPERATION_IDS = (
 # second pass may grow it by REPEAT_GROWTH_LIMIT. A leak shows more: a pass sends 90+ bodies of 1-2 MB, and
 # keeping each would add 100+ MiB; keeping 20 KB a request would add 15 MiB.
 REPEAT_GROWTH_LIMIT = 0.25
-# The whole run, from after the warm-up: measured +16% to +40% (a plateau of 70-87 MiB: heap fragmentation
-# from multi-MB bodies, and the roles and connections the fuzz leaves in the engine's caches); with glibc's
-# default arenas, +50-60%, each pool thread that parsed a multi-MB body keeping an arena of its own.
-TOTAL_GROWTH_LIMIT = 0.75
+# The whole run, from after the warm-up: measured +16% to +40% by default (a plateau of 70-87 MiB) and +62%
+# in the slow run (106 MiB after 16,500 requests): heap fragmentation from multi-MB bodies, and the roles and
+# connections the fuzz leaves in the engine's caches. With glibc's default arenas, +50-60% by default, each
+# pool thread that parsed a multi-MB body keeping an arena of its own. A sanity bound; leaks: see above.
+TOTAL_GROWTH_LIMIT = 1.0
 
 
 @dataclass(frozen=True)
