@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import psutil
-from devkit.bao import BaoServer
+from devkit.bao import BaoServer, process_tree
 from devkit.build import ENGINE_NAME, build_engine
 from llm_emulators import EMULATORS, Emulator
 
@@ -334,11 +334,6 @@ def plugin_process(bao: BaoServer, plugin_path: Path) -> psutil.Process:
     if not found:
         raise RuntimeError("the plugin process was not found among the server's children")
     return found[0]
-
-
-def process_tree(root: psutil.Process) -> list[psutil.Process]:
-    """The plugin's processes: a one-file build runs as a bootloader and a Python child."""
-    return [root, *root.children(recursive=True)]
 
 
 def main() -> int:

@@ -47,6 +47,12 @@ def kill_leftovers(pids: list[int], timeout: float) -> list[int]:
     return survivors
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process `pid` and all its descendants (a one-file plugin: its bootloader and the Python child)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -144,6 +150,21 @@ class BaoServer:
                     found.append(child)
             except psutil.NoSuchProcess:
                 continue
+        return found
+
+    def plugin_pids(self, needle: Path) -> list[int]:
+        """PIDs of every live descendant of this server whose command line names `needle` (a plugin file or
+        its directory): a one-file plugin runs as its bootloader and a Python child, both named so."""
+        if self.proc is None:
+            return []
+        found = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for proc in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if proc.status() != psutil.STATUS_ZOMBIE and any(
+                        str(needle) in a for a in proc.cmdline()
+                    ):
+                        found.append(proc.pid)
         return found
 
     def stop(self) -> None:

@@ -124,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        # Recorded before the answer leaves, so a client that has its answer always finds it counted.
+        self.server.registry.record(RequestRecord(self.command, urlsplit(self.path).path, status))
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -133,7 +135,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
-        self.server.registry.record(RequestRecord(self.command, urlsplit(self.path).path, status))
 
     def _send_error(self, exc: RegistryError) -> None:
         error = {"code": exc.code, "message": str(exc), "detail": exc.detail}

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from agent_kube_api import FakeKubernetesApi, new_service_account, throwaway_ca_pem
 from devkit.bao import BaoServer, bao_binary, kill_leftovers
 from devkit.build import ENGINE_NAME, build_engine
@@ -211,23 +210,10 @@ def _configure(stack: AgentStack, sha256: str) -> None:
     )
 
 
-def plugin_pids(server: BaoServer, needle: Path) -> list[int]:
-    """Live descendants of `server` whose command line names `needle` (the one-file plugin forks once)."""
-    if server.proc is None:
-        return []
-    found = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        for proc in psutil.Process(server.proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if proc.status() != psutil.STATUS_ZOMBIE and any(str(needle) in a for a in proc.cmdline()):
-                    found.append(proc.pid)
-    return found
-
-
 def stop_stack(stack: AgentStack) -> list[int]:
     """Stop the server (and SIGKILL, by PID, plugin processes still alive 10 s later), the emulator and the
     fake API; return the PIDs that had to be killed."""
-    pids = plugin_pids(stack.server, stack.engine_path.parent)
+    pids = stack.server.plugin_pids(stack.engine_path.parent)
     stack.http.close()
     stack.server.stop()
     survivors = kill_leftovers(pids, timeout=10)

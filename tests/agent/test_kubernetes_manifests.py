@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from agent_support import AGENT_CONFIG_DIR, REPO_ROOT, BuiltEngine, plugin_pids
+from agent_support import AGENT_CONFIG_DIR, REPO_ROOT, BuiltEngine
 from devkit.bao import BaoServer, bao_binary, kill_leftovers
 from devkit.build import ENGINE_NAME
 from devkit.oci import build_image, push
@@ -380,7 +380,7 @@ def test_helm_plugin_block_installs_the_plugin(engine: BuiltEngine, tmp_path: Pa
             assert resp.status_code == 204, resp.text
             mount = http.get(f"sys/mounts/{MOUNT}").json()["data"]
             assert mount["running_plugin_version"] == VERSION
-            pids = plugin_pids(server, plugin_dir)
+            pids = server.plugin_pids(plugin_dir)
     finally:
         server.stop()
         survivors = kill_leftovers(pids, timeout=10)

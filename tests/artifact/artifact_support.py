@@ -34,11 +34,6 @@ def start_like_a_host(executable: Path, tmpdir: Path, cwd: Path) -> tuple[subpro
     return proc, proc.stdout.readline()
 
 
-def process_tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
 def mapped_files(proc: psutil.Process) -> set[str]:
     """Every file the process has mapped (its code: the interpreter, extension modules, shared libraries)."""
     return {m.path for m in proc.memory_maps(grouped=True) if m.path.startswith("/")}

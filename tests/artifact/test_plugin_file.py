@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from artifact_support import is_inside, mapped_files, process_tree, start_like_a_host
+from artifact_support import is_inside, mapped_files, start_like_a_host
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from devkit.bao import BaoServer, is_gone, kill_leftovers
+from devkit.bao import BaoServer, is_gone, kill_leftovers, process_tree
 from devkit.build import ENGINE_ENTRY, ENGINE_NAME, ENGINE_PACKAGES, project_packages, version_override
 from devkit.onefile import build_onefile
 from devkit.release import Release

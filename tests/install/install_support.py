@@ -48,21 +48,6 @@ def fill(snippet: Path, values: Mapping[str, str]) -> str:
 # --- the server --------------------------------------------------------------------------------------------
 
 
-def plugin_pids(server: BaoServer, plugin_dir: Path) -> list[int]:
-    """Live descendants of `server` running a file from `plugin_dir` (a one-file build forks once)."""
-    if server.proc is None:
-        return []
-    found = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        for proc in psutil.Process(server.proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if proc.status() != psutil.STATUS_ZOMBIE and any(
-                    str(plugin_dir) in arg for arg in proc.cmdline()
-                ):
-                    found.append(proc.pid)
-    return found
-
-
 @contextlib.contextmanager
 def running_server(workdir: Path, plugin_dir: Path, config: str) -> Iterator[BaoServer]:
     """A dev server with `config` appended; stopped at exit, then its plugin processes by PID."""
@@ -73,7 +58,7 @@ def running_server(workdir: Path, plugin_dir: Path, config: str) -> Iterator[Bao
         yield server
     finally:
         with contextlib.suppress(psutil.Error):
-            pids = plugin_pids(server, plugin_dir)
+            pids = server.plugin_pids(plugin_dir)
         server.stop()
         survivors = kill_leftovers(pids, timeout=10)
     assert not survivors, f"plugin processes {survivors} outlived the server (see {server.log_path})"

@@ -26,7 +26,6 @@ from install_support import (
     fill,
     issue_use_revoke,
     log_of,
-    plugin_pids,
     processes_running_from,
     running_server,
 )
@@ -112,7 +111,7 @@ def test_server_pulls_the_plugin_image_registers_it_and_the_engine_works(
             mount = enable_engine(api)
             assert mount["type"] == PLUGIN_NAME
             assert mount["running_plugin_version"] == engine.version
-            assert plugin_pids(server, plugin_dir), "no plugin process runs from the plugin directory"
+            assert server.plugin_pids(plugin_dir), "no plugin process runs from the plugin directory"
             issue_use_revoke(api)
 
 
@@ -158,7 +157,7 @@ def test_a_wrong_sha256_in_the_file_block_fails_enable(tmp_path: Path, engine: B
         status, body = api.call("POST", "sys/mounts/llm", json={"type": PLUGIN_NAME})
         assert status == 400, body
         assert "checksums did not match" in " ".join(body["errors"])
-        assert plugin_pids(server, plugin_dir) == []
+        assert server.plugin_pids(plugin_dir) == []
         assert "Error determining plugin version" in log_of(server)
 
 
