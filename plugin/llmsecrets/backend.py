@@ -182,7 +182,8 @@ class LLMBackend(Backend):
         if req.operation == Operation.ROLLBACK:
             storage = req.storage
             if storage is None or not self.provider_actions_allowed(storage):
-                return None  # periodic work and WAL rollback are the active node's
+                log.debug("rollback tick skipped: periodic work and WAL rollback are the active node's")
+                return None
         elif req.operation in ACTIVE_ONLY_OPERATIONS:
             self.require_active()
         return super().handle_request(req)
