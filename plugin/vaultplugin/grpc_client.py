@@ -27,6 +27,9 @@ from vaultplugin.tls import MemoryTls
 _RECV = 256 * 1024
 _MAX_IDLE_CONNECTIONS = 16
 _SEND_TIMEOUT = 30  # seconds a send may wait for the host to read
+# A pooled connection idle for longer is checked before reuse (a GOAWAY, a close). One used more recently
+# is not: the check is a syscall per call, and a call on a connection that went away is retried anyway.
+_CHECK_AFTER_IDLE = 1.0
 
 
 class RpcError(Exception):
@@ -50,6 +53,7 @@ class _Connection:
         self._tls = MemoryTls(ctx, raw, server_side=False, server_hostname="localhost")
         self.h2 = http2.Connection(client_side=True)
         self.broken = False
+        self.released_at = 0.0  # monotonic time it went back to the pool
 
     def handshake(self, deadline: float) -> None:
         self._tls.handshake(lambda: self._recv(deadline))
@@ -204,7 +208,11 @@ class UnaryClient:
         for attempt in range(2):
             with self._lock:
                 pooled = self._idle.pop() if self._idle else None
-            if pooled is not None and not pooled.still_usable():
+            if (
+                pooled is not None
+                and time.monotonic() - pooled.released_at > _CHECK_AFTER_IDLE
+                and not pooled.still_usable()
+            ):
                 pooled.close()
                 pooled = None
             conn = pooled
@@ -235,6 +243,7 @@ class UnaryClient:
     def _release(self, conn: _Connection) -> None:
         with self._lock:
             if not self._closed and not conn.broken and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+                conn.released_at = time.monotonic()
                 self._idle.append(conn)
                 return
         conn.close()

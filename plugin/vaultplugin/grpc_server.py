@@ -19,13 +19,12 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
-from vaultplugin import http2
+from vaultplugin import after_reply, http2
 from vaultplugin.cancellation import Cancellation, running
 from vaultplugin.grpc_framing import MessageReader, Status, frame
 from vaultplugin.hub import Hub
@@ -33,8 +32,12 @@ from vaultplugin.tls import MemoryTls
 
 log = logging.getLogger(__name__)
 
-# Threads of the pool that runs the calls that are not cooperative (provider calls among them).
-CALL_THREADS = 32
+# Most threads the pool that runs the calls that are not cooperative (provider calls among them) may
+# have. Vault revokes up to 200 leases at once (its expiration workers): against a provider that takes
+# 200 ms a call, 32 threads capped the plugin at ~120 deletes/s. Threads are started only when every one is
+# busy, and leave again after IDLE_THREAD_SECONDS without work, so a quiet plugin keeps a handful.
+CALL_THREADS = 128
+IDLE_THREAD_SECONDS = 30.0
 _RECV = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
 _FLOW_CONTROL_WAIT = 30.0
@@ -349,6 +352,74 @@ class _Connection:
         self._raw.close()
 
 
+_Work = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+class CallPool:
+    """Threads that run calls: started when every thread is busy (up to `max_threads`), gone after
+    `idle_seconds` without work.
+
+    Lighter than `concurrent.futures.ThreadPoolExecutor` on the path of every provider call: no Future per
+    call (nobody waits for one), one C-level queue put to hand a call over.
+    """
+
+    def __init__(self, max_threads: int, idle_seconds: float = IDLE_THREAD_SECONDS) -> None:
+        self._max = max_threads
+        self._idle_seconds = idle_seconds
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads waiting for work (changed under _lock)
+        self._closed = False
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed:
+            return  # the process is exiting
+        with self._lock:
+            start = self._idle == 0 and self._threads < self._max
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1  # claim an idle thread now, so a burst starts the threads it needs
+        self._queue.put((fn, args))
+        if start:
+            threading.Thread(target=self._work, name=f"grpc-call-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle <= 0:
+                        continue  # a call was handed to this thread just now: it is on its way
+                    self._idle -= 1
+                    self._threads -= 1
+                return
+            if item is None:
+                with self._lock:
+                    self._threads -= 1
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a call on the pool failed")
+            with self._lock:
+                self._idle += 1
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 class GrpcServer:
     """Accepts the host's connections on a unix socket and serves `methods` ("/pkg.Service/Method")."""
 
@@ -357,9 +428,9 @@ class GrpcServer:
     ) -> None:
         self.methods = methods
         self._ctx = ctx
-        self._hub = Hub()
+        self._pool = CallPool(workers)
+        self._hub = Hub(offload=self._pool.submit)
         self._answers_due: set[int] = set()  # connections (by fd) with a timer to answer PINGs; hub only
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-call")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
         self._sock.listen(64)
@@ -420,8 +491,7 @@ class GrpcServer:
         return self._hub.in_hub_thread()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the pool is shut down: the process is exiting
-            self._pool.submit(fn, *args)
+        self._pool.submit(fn, *args)
 
     @staticmethod
     def spawn(fn: Callable[..., None], *args: Any) -> None:
@@ -433,12 +503,13 @@ class GrpcServer:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._hub.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
 
 def _run_call(call: Call) -> None:
     conn, stream_id, method, request, cancellation = call
     if cancellation.cancelled:
         return  # the host gave up while the call waited for a thread: nobody wants its answer
-    with running(cancellation):
+    with after_reply.collecting() as deferred, running(cancellation):
         conn.run_unary(stream_id, method, request)
+    after_reply.run(deferred)  # the reply has left: the host is not waiting for this

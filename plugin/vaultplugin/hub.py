@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import heapq
 import itertools
 import logging
@@ -26,12 +27,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import greenlet
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _local = threading.local()
 _MAX_IDLE_RUNNERS = 64
 SLOW_SEGMENT = 0.5  # seconds a call may run on the hub between waits before a warning is logged
@@ -48,7 +50,9 @@ class _Timer:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, offload: Callable[[Callable[[], None]], None] | None = None) -> None:
+        # Runs blocking work for a call on the hub (`run_blocking`): the gRPC server's thread pool.
+        self._offload = offload
         self._epoll = select.epoll()
         self._watchers: dict[int, Callable[[], None]] = {}  # fd -> run on the hub each time it is readable
         self._waiting: dict[int, greenlet.greenlet] = {}  # fd -> the call suspended until it is readable
@@ -118,6 +122,32 @@ class Hub:
                 return
             self._idle_runners.append(greenlet.getcurrent())
             fn, args = self._main.switch()
+
+    def run_on_thread(self, fn: Callable[[], _T]) -> _T:
+        """Run `fn` on a thread of the pool while the calling call waits, suspended; return what it returns
+        (or raise what it raises). Its context (the call's cancellation) goes with it."""
+        current = greenlet.getcurrent()
+        assert self._main is not None and current is not self._main, "the hub itself cannot wait"
+        context = contextvars.copy_context()
+        outcome: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            try:
+                outcome.append((True, context.run(fn)))
+            except BaseException as exc:  # handed to the waiting call, which raises it
+                outcome.append((False, exc))
+            self.call_soon_threadsafe(self._run_segment, current)
+
+        if self._offload is not None:
+            self._offload(work)
+        else:
+            threading.Thread(target=work, name="hub-offload", daemon=True).start()
+        while not outcome:  # nothing else resumes this call, but a stray switch must not lose the result
+            self._main.switch()
+        ok, value = outcome[0]
+        if ok:
+            return cast("_T", value)
+        raise value
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> _Timer:
         timer = _Timer(time.monotonic() + delay, next(self._seq), fn)
@@ -189,6 +219,16 @@ def current_hub() -> Hub | None:
     if hub is None or greenlet.getcurrent() is hub._main:
         return None
     return hub
+
+
+def run_blocking(fn: Callable[[], _T]) -> _T:
+    """`fn()`, which may block on something other than Vault (a provider's API): from a call on the hub it
+    runs on a thread while the call is suspended, so a cooperative handler can still make such a call;
+    anywhere else it runs right here."""
+    hub = current_hub()
+    if hub is None:
+        return fn()
+    return hub.run_on_thread(fn)
 
 
 def wait_readable(sock: socket.socket, deadline: float) -> bool:

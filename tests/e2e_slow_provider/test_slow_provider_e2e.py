@@ -18,12 +18,15 @@ import httpx
 import pytest
 from devkit.waiting import wait_for
 from llm_emulators import Fault
+from llmsecrets.clients import CONNECTION_CALL_LIMIT
 from slow_provider_support import BUDGET_SECONDS, Answer, Mount, SlowServer, mount, odd_admin_key
 
 pytestmark = pytest.mark.timeout(180)
 
 # What the assertions allow past the budget: Vault's own work and a loaded 2-core machine.
 SLACK = 1.5
+# A first burst larger than what one connection may have in flight (its bulkhead's limit): some wait and fail.
+FIRST_BURST = CONNECTION_CALL_LIMIT + 16
 
 
 def test_creds_and_a_verifying_config_write_end_by_the_budget_with_a_clear_error(
@@ -98,8 +101,8 @@ def test_a_trickling_connection_leaves_the_mounts_other_connections_fast(slow_se
         m.connect("healthy")
         slow.set_faults(Fault.trickle(seconds=2.0, op="create"))
 
-        # The provider turns slow under a burst of 40 reads.
-        stuck, healthy = burst(m, "slow", 40)
+        # The provider turns slow under a burst of more reads than a connection may have in flight.
+        stuck, healthy = burst(m, "slow", FIRST_BURST)
         latencies = [a.seconds for _, a in healthy]
         settled = [a.seconds for at, a in healthy if at >= 2.5]  # after the first stuck_after seconds
         # Never as long as a stuck call's budget (before: 90 s, then a 500); only while the first stuck calls
@@ -108,7 +111,7 @@ def test_a_trickling_connection_leaves_the_mounts_other_connections_fast(slow_se
         assert settled and max(settled) < 1.0, settled
         saturated = [a for a in stuck if "saturated" in a.errors]
         too_slow = [a for a in stuck if "too slowly" in a.errors]
-        assert len(saturated) + len(too_slow) == 40
+        assert len(saturated) + len(too_slow) == FIRST_BURST
         assert saturated and too_slow
         assert max(a.seconds for a in stuck) < BUDGET_SECONDS + SLACK
 
@@ -121,9 +124,10 @@ def test_a_trickling_connection_leaves_the_mounts_other_connections_fast(slow_se
         assert len(probes) <= 4 and len(probes) + len(refused) == 20
         assert max(a.seconds for a in refused) < 1.0
         print(
-            f"\nhealthy creds while 40 reads trickle on another connection: {len(latencies)} reads, "
+            f"\nhealthy creds while {FIRST_BURST} reads trickle on another connection: {len(latencies)} "
+            "reads, "
             f"p50 {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
-            f"(after the first 2.5 s: max {max(settled) * 1000:.0f} ms); the 40: "
+            f"(after the first 2.5 s: max {max(settled) * 1000:.0f} ms); the {FIRST_BURST}: "
             f"{len(saturated)} failed fast (max {max(a.seconds for a in saturated):.1f} s), "
             f"{len(too_slow)} at the budget (max {max(a.seconds for a in too_slow):.1f} s)\n"
             f"next burst of 20 on the slow connection: {len(probes)} at the budget, {len(refused)} failed "
