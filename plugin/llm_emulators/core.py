@@ -1014,6 +1014,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of new connections (a plugin revoking 100 leases at once)
+    # overflowed it and the kernel dropped SYNs, so connects took 1-3 s (TCP retransmits), which no real
+    # provider's front end does.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator

@@ -98,15 +98,31 @@ class RetryPolicy:
         pause: Callable[[float], None] | None = None,
     ) -> T:
         """Run `fn` with this policy until it succeeds, fails for good, or the deadline would pass."""
+        rule = retryable_create if create else retryable
+        # The first attempt runs bare: building tenacity's machinery cost more CPU than a provider call's
+        # own Python work, and almost every call succeeds at once. A failure worth retrying is replayed as
+        # tenacity's first attempt, so waits, stops and logs are exactly what they always were.
+        try:
+            return fn()
+        except Exception as exc:
+            if not rule(exc):
+                raise
+            first: list[Exception] = [exc]
+
+        def attempt() -> T:
+            if first:
+                raise first.pop()
+            return fn()
+
         retrying = Retrying(
-            retry=retry_if_exception(retryable_create if create else retryable),
+            retry=retry_if_exception(rule),
             stop=stop_after_attempt(self.max_attempts) | _StopBeforeDeadline(self, deadline),
             wait=self.wait_seconds,
             sleep=self.sleep or pause or time.sleep,
             before_sleep=_log_retry(what),
             reraise=True,
         )
-        return retrying(fn)
+        return retrying(attempt)
 
 
 class _StopBeforeDeadline(stop_base):

@@ -1,0 +1,318 @@
+"""The lean HTTP/1.1 client behind every direct provider call, on real loopback sockets: framing (length,
+chunked, close), keep-alive reuse and a server that closed an idle connection, informational answers,
+malformed answers, TLS with verification, and the call budget's deadline and abort.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from llm_emulators import OpenRouterEmulator
+from llmsecrets.providers import KeySpec, ProviderUnavailable
+from llmsecrets.providers.budget import Abort, CallBudget
+from llmsecrets.providers.http import ProviderHTTP
+from llmsecrets.providers.http11 import Http11Pool
+from llmsecrets.providers.openrouter import OpenRouterClient
+from llmsecrets.providers.transport import GuardedTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+OK_JSON = b'{"ok":true}'
+ADMIN = "sk-or-v1-http11-test-0123456789abcdef"
+
+# A handler reads one request (head and body) and returns the raw bytes to answer with, or None to close.
+Answer = Callable[[bytes, bytes], bytes | None]
+
+
+def reply(body: bytes = OK_JSON, status: str = "200 OK", extra: str = "") -> bytes:
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+class ScriptedServer:
+    """A loopback HTTP/1.1 server answering each request with `answer(head, body)`; counts connections.
+    With `close_after`, it closes each connection once it has answered (as an idle timeout would)."""
+
+    def __init__(self, answer: Answer, tls: ssl.SSLContext | None = None, close_after: bool = False) -> None:
+        self._answer = answer
+        self._tls = tls
+        self._close_after = close_after
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self._sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            data = b""
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(data) < length:
+                    data += conn.recv(65536)
+                body, data = data[:length], data[length:]
+                self.requests.append(head + b"\r\n\r\n" + body)
+                out = self._answer(head, body)
+                if out is None:
+                    return
+                conn.sendall(out)
+                if self._close_after:
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(answer: Answer, tls: ssl.SSLContext | None = None, close_after: bool = False) -> ScriptedServer:
+        servers.append(ScriptedServer(answer, tls, close_after))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def pool() -> Http11Pool:
+    return Http11Pool(ssl_context=ssl.create_default_context())
+
+
+def get(p: Http11Pool, url: str, method: str = "GET", **kwargs: object) -> tuple[httpx.Response, bytes]:
+    response = p.handle(httpx.Request(method, url, **kwargs))  # type: ignore[arg-type]
+    try:
+        return response, b"".join(response.iter_raw())
+    finally:
+        response.close()
+
+
+def test_a_length_framed_answer_and_the_request_as_sent(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: reply(b'{"echo":' + body + b"}", "201 Created", "X-Test: yes\r\n"))
+    response, body = get(pool(), server.url() + "/api/v1/keys?offset=3", "POST", json={"a": 1})
+    assert (response.status_code, body) == (201, b'{"echo":{"a":1}}')
+    assert response.headers["x-test"] == "yes"
+    sent = server.requests[0]
+    assert sent.startswith(b"POST /api/v1/keys?offset=3 HTTP/1.1\r\n")
+    assert b"Content-Type: application/json" in sent and sent.endswith(b'\r\n\r\n{"a":1}')
+
+
+def test_sequential_calls_share_one_connection(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: reply())
+    p = pool()
+    for _ in range(5):
+        assert get(p, server.url() + "/x")[1] == OK_JSON
+    assert server.connections == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve(lambda head, body: reply(), close_after=True)  # no "Connection: close": an idle timeout
+    p = pool()
+    assert get(p, server.url() + "/x")[1] == OK_JSON
+    time.sleep(0.05)  # the server's FIN reaches the idle connection
+    assert get(p, server.url() + "/x")[1] == OK_JSON  # a new connection, not an error
+    assert server.connections == 2
+
+
+def test_a_server_that_closes_without_answering(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: None)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        get(pool(), server.url() + "/x")
+
+
+def test_connection_close_is_honoured(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: reply(extra="Connection: close\r\n"))
+    p = pool()
+    get(p, server.url() + "/x")
+    get(p, server.url() + "/x")
+    assert server.connections == 2
+
+
+def test_a_chunked_answer_with_extensions_and_trailers(serve: Callable[..., ScriptedServer]) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"a"\r\n6\r\n:[1,2]\r\n1\r\n}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    server = serve(lambda head, body: chunked)
+    p = pool()
+    assert get(p, server.url() + "/x")[1] == b'{"a":[1,2]}'
+    assert get(p, server.url() + "/x")[1] == b'{"a":[1,2]}'
+    assert server.connections == 1  # read to its end: reused
+
+
+def test_an_answer_ended_by_the_close(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: b"HTTP/1.0 200 OK\r\n\r\n" + OK_JSON, close_after=True)
+    p = pool()
+    assert get(p, server.url() + "/x")[1] == OK_JSON  # no length: the body is everything up to the close
+    assert get(p, server.url() + "/x")[1] == OK_JSON
+    assert server.connections == 2
+
+
+def test_informational_answers_are_skipped(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(
+        lambda head, body: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n" + reply()
+    )
+    assert get(pool(), server.url() + "/x")[1] == OK_JSON
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"SMTP ready\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "bytes of the answer missing"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
+    ],
+)
+def test_malformed_answers_are_protocol_errors(
+    serve: Callable[..., ScriptedServer], raw: bytes, message: str
+) -> None:
+    server = serve(lambda head, body: raw, close_after=True)
+    with pytest.raises(httpx.RemoteProtocolError, match=message):
+        get(pool(), server.url() + "/x")
+
+
+def test_refused_and_unsupported() -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(httpx.ConnectError):
+        get(pool(), f"http://127.0.0.1:{port}/x")
+    with pytest.raises(httpx.UnsupportedProtocol):
+        get(pool(), "ftp://127.0.0.1/x")
+
+
+def _tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) contexts: a self-signed certificate for 127.0.0.1 that the client trusts."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provider.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+def test_tls_is_verified_and_kept_alive(serve: Callable[..., ScriptedServer], tmp_path: Path) -> None:
+    server_ctx, client_ctx = _tls_contexts(tmp_path)
+    server = serve(lambda head, body: reply(), tls=server_ctx)
+    trusting = Http11Pool(ssl_context=client_ctx)
+    for _ in range(3):
+        assert get(trusting, server.url("https") + "/x")[1] == OK_JSON
+    assert server.connections == 1
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(pool(), server.url("https") + "/x")  # the system's roots do not know this certificate
+
+
+def test_a_real_client_call_through_the_guarded_transport() -> None:
+    emu = OpenRouterEmulator(ADMIN)
+    with emu.serve() as server:
+        client = OpenRouterClient(admin_key=ADMIN, base_url=server.base_url)
+        issued = client.create_key(KeySpec(name="vault-0badc0de-x"), deadline=time.monotonic() + 10)
+        assert emu.find_key(issued.key_id) is not None
+        assert client.delete_key(issued.key_id, deadline=time.monotonic() + 10) is True
+        assert client.delete_key(issued.key_id, deadline=time.monotonic() + 10) is False  # 404: gone
+        assert isinstance(client._http._transport, GuardedTransport)
+
+
+def test_a_read_is_cut_to_the_calls_deadline_and_ends_on_abort(serve: Callable[..., ScriptedServer]) -> None:
+    release = threading.Event()
+
+    def hang(head: bytes, body: bytes) -> bytes | None:
+        release.wait(10)
+        return None
+
+    server = serve(hang)
+    try:
+        started = time.monotonic()
+        with CallBudget(0.4), pytest.raises(httpx.ReadTimeout):
+            get(pool(), server.url() + "/x")
+        assert time.monotonic() - started < 1.0
+
+        def abort_soon(budget: CallBudget) -> None:
+            time.sleep(0.2)
+            budget.abort(Abort.CANCELLED)
+
+        started = time.monotonic()
+        with CallBudget(10.0) as budget:
+            threading.Thread(target=abort_soon, args=(budget,), daemon=True).start()
+            with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout)):
+                get(pool(), server.url() + "/x")
+        assert time.monotonic() - started < 1.5
+    finally:
+        release.set()
+
+
+def test_provider_http_over_it_reports_a_dropped_answer(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(lambda head, body: None)
+    http = ProviderHTTP(provider="openrouter", base_url=server.url() + "/api/v1", admin_key=ADMIN)
+    with pytest.raises(ProviderUnavailable, match="no response"):
+        http.call("GET", "/keys", op="list keys", deadline=time.monotonic() + 5)
