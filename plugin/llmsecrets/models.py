@@ -245,7 +245,12 @@ class IssuedKeyRecord:
     ) -> IssuedKeyRecord:
         """The index entry of the key a lease refers to."""
         return cls(
-            **asdict(ref),
+            connection=ref.connection,
+            provider=ref.provider,
+            key_id=ref.key_id,
+            scope=ref.scope,
+            role=ref.role,
+            key_name=ref.key_name,
             issued_at=issued_at,
             ttl=ttl,
             lease_expires_at=lease_expires_at,
