@@ -40,14 +40,13 @@ from bench_engine import (
     lease_worker,
     percentile,
     plugin_process,
-    process_tree,
     read_worker,
     rss_mb,
     split,
     wait_until,
     warm,
 )
-from devkit.bao import BaoServer, free_port, kill_leftovers
+from devkit.bao import BaoServer, free_port, kill_leftovers, process_tree
 from devkit.build import ENGINE_NAME, build_engine
 from llm_emulators import OpenRouterEmulator
 
@@ -622,7 +621,7 @@ def main() -> int:
             assert bao.proc is not None
             bao.register_plugin(ENGINE_NAME, plugin_path.name, sha256)
             bao.enable(ENGINE_NAME, "llm")
-            tree = process_tree(plugin_process(bao, plugin_path))
+            tree = process_tree(plugin_process(bao, plugin_path).pid)
             pids = [p.pid for p in tree]
             configure(bao, emu_server.base_url, admin_key, pg)
             list(pool.map(warm, [bao.addr] * args.clients))

@@ -44,6 +44,7 @@ from llmsecrets import (
     path_config,
     path_creds,
     path_deletions,
+    path_revoke_keys,
     path_roles,
     path_tidy,
     rollback,
@@ -139,6 +140,7 @@ class LLMBackend(Backend):
         super().__init__(
             help=BACKEND_HELP,
             paths=[
+                *path_revoke_keys.paths(self),  # before config/<name> and roles/<name>, which match it too
                 *path_config.paths(self),
                 *path_roles.paths(self),
                 *path_creds.paths(self),

@@ -288,6 +288,16 @@ class DeletionQueue:
             self.wake()
         return record
 
+    def record_deleted(self, storage: Storage, record: PendingDeletion) -> None:
+        """Note a key deleted outside the queue while its lease lives on (`revoke-keys`): a tombstone lets
+        the lease's revoke succeed without a provider call (and refuses its renewals); a pending entry of the
+        key is settled by it."""
+        done = replace(record, done_at=self._b.clock(), vault_waiting=True, next_attempt_at=None)
+        put_json(storage, done.key, done.to_storage())
+        with self._lock:
+            self._stored.add(done.key)
+            self._entries.pop(done.key, None)
+
     def discard(self, storage: Storage, connection: str, key_id: str) -> None:
         """Forget an entry whose key was just deleted by someone else (a revoke that succeeded)."""
         key = PendingDeletion.storage_key(connection, key_id)

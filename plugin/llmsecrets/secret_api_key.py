@@ -27,6 +27,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from vaultplugin.after_reply import defer
 from vaultplugin.framework import (
     BadRequest,
     Field,
@@ -115,9 +116,10 @@ def api_key_secret(b: LLMBackend) -> SecretType:
         storage = b.storage_of(req)
         queued = b.deletions.lookup(storage, ref.connection, ref.key_id)
         if queued is not None and queued.done_at is not None:
-            # The tombstone has done its job: Vault drops the lease now and will not ask again.
-            storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
-            b.deletions.discard(storage, ref.connection, ref.key_id)
+            # The tombstone has done its job: Vault drops the lease now and will not ask again. Clearing it
+            # can wait for the reply (the index entry went with the deletion; a tombstone left behind is
+            # purged after a day), so a revoke-prefix after `revoke-keys` is one storage read a lease.
+            defer(lambda: _clear_tombstone(b, storage, ref))
             log.info(
                 "revoked key (deleted earlier by the deletion queue): connection=%s role=%s key_id=%s",
                 ref.connection,
@@ -154,6 +156,11 @@ def api_key_secret(b: LLMBackend) -> SecretType:
         )
 
     return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke)
+
+
+def _clear_tombstone(b: LLMBackend, storage: Storage, ref: LeaseRef) -> None:
+    storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
+    b.deletions.discard(storage, ref.connection, ref.key_id)
 
 
 def lease_ended(lease: LeaseInfo, now: float) -> bool:
