@@ -3,7 +3,9 @@
 Both engines are mounted on one OpenBao dev server: the LLM engine (the one-file build, at `llm/`) against
 an OpenRouter emulator in this process, and OpenBao's builtin database engine (at `db/`) against a private
 PostgreSQL 15 cluster on 127.0.0.1. Phases alternate between the two, round after round, so drift on the
-machine hits both alike; each figure is the median of the rounds (`per_round` lists them all).
+machine hits both alike; each figure is the median of the rounds (`per_round` lists them all). With
+`--baseline GIT_REF` the plugin built from that commit is mounted too (at `llm-base/`, against an emulator of
+its own) and takes part in every round: before and after a change, measured in one run.
 
 CPU is counted per component over each phase: the plugin (bootloader + Python child), the OpenBao server
 (which runs the database engine in-process), PostgreSQL (the postmaster and its backends, exited ones
@@ -47,14 +49,15 @@ from bench_engine import (
     warm,
 )
 from devkit.bao import BaoServer, free_port, kill_leftovers, process_tree
-from devkit.build import ENGINE_NAME, build_engine
+from devkit.build import ENGINE_ENTRY, ENGINE_NAME, ENGINE_PACKAGES, build_engine
+from devkit.onefile import build_onefile
 from llm_emulators import OpenRouterEmulator
 
 PG_MAJOR = 15
 PG_PACKAGE = f"postgresql-{PG_MAJOR}"
 # Where Debian's packages put the server binaries (`pg_config --bindir` of the client may be another major).
 DEBIAN_PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-ENGINES = ("llm", "db")
+ROOT = Path(__file__).resolve().parent.parent
 # The database engine's role: a login role with read access, dropped on revoke (the documented pattern).
 DB_CREATION = [
     "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
@@ -270,14 +273,14 @@ class Postgres:
 
 @dataclass
 class Components:
-    plugin: list[psutil.Process]
+    plugins: dict[str, list[psutil.Process]]  # mount -> the plugin's processes
     server: psutil.Process
     postgres: Postgres
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self, engine: str) -> dict[str, float]:
         host = psutil.cpu_times()
         return {
-            "plugin": sum(sum(p.cpu_times()[:2]) for p in self.plugin),
+            "plugin": sum(sum(p.cpu_times()[:2]) for p in self.plugins.get(engine, [])),
             "bao": sum(self.server.cpu_times()[:2]),  # not children: those are the plugins
             "postgres": self.postgres.cpu_seconds(),
             "emulator": sum(psutil.Process().cpu_times()[:2]),
@@ -286,11 +289,11 @@ class Components:
         }
 
     @contextlib.contextmanager
-    def phase(self) -> Iterator[dict[str, float]]:
+    def phase(self, engine: str) -> Iterator[dict[str, float]]:
         result: dict[str, float] = {}
-        before = self.snapshot()
+        before = self.snapshot(engine)
         yield result
-        after = self.snapshot()
+        after = self.snapshot(engine)
         result.update({k: after[k] - before[k] for k in before})
         result["host_busy_pct"] = 100 * result["host_busy"] / (result["wall"] * (psutil.cpu_count() or 1))
         result["load1"] = os.getloadavg()[0]
@@ -324,14 +327,14 @@ class Bench:
     addr: str
     pool: ProcessPoolExecutor
     meter: Components
-    emu: OpenRouterEmulator
+    emus: dict[str, OpenRouterEmulator]  # LLM mount -> its emulator
     pg: Postgres
     figures: Figures = field(default_factory=Figures)
 
     def live(self, engine: str) -> int:
         """Credentials still alive at the backend: keys at the emulator, or login roles in PostgreSQL."""
-        if engine == "llm":
-            return self.emu.create_count - self.emu.delete_count
+        if engine in self.emus:
+            return self.emus[engine].create_count - self.emus[engine].delete_count
         return self.pg.count_roles("v-%")
 
     def issue(self, engine: str, role: str, count: int) -> list[str]:
@@ -345,7 +348,7 @@ class Bench:
     def creds(self, engine: str) -> list[str]:
         path = f"/v1/{engine}/creds/bench"
         job = (self.addr, path, self.args.seconds, 0)
-        with self.meter.phase() as cpu:
+        with self.meter.phase(engine) as cpu:
             runs: list[ClientResult] = list(self.pool.map(read_worker, [job] * self.args.clients))
         check(runs, f"creds reads on {engine}")
         lat = sorted(x for r in runs for x in r.latencies)
@@ -356,7 +359,7 @@ class Bench:
         return [lease for r in runs for lease in r.lease_ids]
 
     def revoke_each(self, engine: str, leases: list[str]) -> None:
-        with self.meter.phase() as cpu:
+        with self.meter.phase(engine) as cpu:
             runs = list(
                 self.pool.map(
                     lease_worker, [(self.addr, "revoke", p, None) for p in split(leases, self.args.clients)]
@@ -376,7 +379,7 @@ class Bench:
         self.issue(engine, "prefix", count)
         with (
             httpx.Client(base_url=self.addr, headers={"X-Vault-Token": "root"}, timeout=600) as client,
-            self.meter.phase() as cpu,
+            self.meter.phase(engine) as cpu,
         ):
             client.put(
                 f"/v1/sys/leases/revoke-prefix/{engine}/creds/prefix", json={"sync": True}
@@ -389,28 +392,29 @@ class Bench:
 
     # --- the slow provider (LLM engine only)
 
-    def slow_async_prefix(self, count: int, latency: float) -> None:
+    def slow_async_prefix(self, engine: str, count: int, latency: float) -> None:
         """revoke-prefix -sync=false of `count` leases against a provider that takes `latency` per call."""
-        self.issue("llm", "slow", count)
-        self.emu.faults.latency(latency)
+        self.issue(engine, "slow", count)
+        emu = self.emus[engine]
+        emu.faults.latency(latency)
         try:
             with (
                 httpx.Client(base_url=self.addr, headers={"X-Vault-Token": "root"}, timeout=600) as client,
-                self.meter.phase() as cpu,
+                self.meter.phase(engine) as cpu,
             ):
                 began = time.perf_counter()
                 client.put(
-                    "/v1/sys/leases/revoke-prefix/llm/creds/slow", json={"sync": False}
+                    f"/v1/sys/leases/revoke-prefix/{engine}/creds/slow", json={"sync": False}
                 ).raise_for_status()
                 answered = time.perf_counter()
-                done = wait_until(lambda: self.live("llm") == 0, 300, "every key of the async revoke-prefix")
+                done = wait_until(lambda: self.live(engine) == 0, 300, "every key of the async revoke-prefix")
         finally:
-            self.emu.faults.clear()
+            emu.faults.clear()
         emit(
             "slow_async_revoke_prefix_all_deleted",
             done - began,
             "s",
-            engine="llm",
+            engine=engine,
             leases=count,
             provider_latency_ms=round(latency * 1000),
             call_answered_s=round(answered - began, 3),
@@ -422,7 +426,8 @@ class Bench:
     def slow_sync_prefix(self, count: int, latency: float) -> None:
         """The default (synchronous) revoke-prefix against the slow provider: Vault revokes one at a time."""
         self.issue("llm", "slow", count)
-        self.emu.faults.latency(latency)
+        emu = self.emus["llm"]
+        emu.faults.latency(latency)
         try:
             with httpx.Client(base_url=self.addr, headers={"X-Vault-Token": "root"}, timeout=600) as client:
                 began = time.perf_counter()
@@ -431,7 +436,7 @@ class Bench:
                 ).raise_for_status()
                 took = time.perf_counter() - began
         finally:
-            self.emu.faults.clear()
+            emu.faults.clear()
         emit(
             "slow_sync_revoke_prefix_per_s",
             count / took,
@@ -445,7 +450,8 @@ class Bench:
     def slow_kill(self, count: int, latency: float) -> None:
         """`roles/<name>/revoke-keys` (every key of the role, now), then the leases' sync revoke-prefix."""
         leases = self.issue("llm", "slow", count)
-        self.emu.faults.latency(latency)
+        emu = self.emus["llm"]
+        emu.faults.latency(latency)
         try:
             with httpx.Client(base_url=self.addr, headers={"X-Vault-Token": "root"}, timeout=600) as client:
                 began = time.perf_counter()
@@ -463,9 +469,9 @@ class Bench:
                     "/v1/sys/leases/revoke-prefix/llm/creds/slow", json={"sync": True}
                 ).raise_for_status()
                 cleanup = time.perf_counter() - cleanup_began
-                deletes_during_cleanup = self.emu.delete_count
+                deletes_during_cleanup = emu.delete_count
         finally:
-            self.emu.faults.clear()
+            emu.faults.clear()
         emit(
             "slow_revoke_keys_all_deleted",
             done - began,
@@ -490,11 +496,33 @@ class Bench:
 # --------------------------------------------------------------------------------------------------- setup
 
 
-def configure(bao: BaoServer, emu_url: str, admin_key: str, pg: Postgres) -> None:
+def build_baseline(ref: str, work: Path) -> tuple[Path, str]:
+    """The one-file plugin built from the engine's sources at git `ref` (for before/after in one run)."""
+    source = work / "baseline-src"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "plugin/vaultplugin", "plugin/llmsecrets"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(
+            f"bench: git archive {ref} failed: {archive.stderr.decode(errors='replace').strip()}"
+        )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    packages = {name: source / "plugin" / name for name in ENGINE_PACKAGES}
+    return build_onefile(work / "plugins", f"{ENGINE_NAME}-baseline", ENGINE_ENTRY, packages)
+
+
+def configure_llm(bao: BaoServer, mount: str, emu_url: str, admin_key: str) -> None:
     client = bao.client()
-    client.write("llm/config/bench", provider="openrouter", admin_key=admin_key, base_url=emu_url)
+    client.write(f"{mount}/config/bench", provider="openrouter", admin_key=admin_key, base_url=emu_url)
     for role in ("bench", "prefix", "slow"):
-        client.write(f"llm/roles/{role}", connection="bench", ttl="10m", max_ttl="1h")
+        client.write(f"{mount}/roles/{role}", connection="bench", ttl="10m", max_ttl="1h")
+
+
+def configure_db(bao: BaoServer, pg: Postgres) -> None:
+    client = bao.client()
     client.sys.enable_secrets_engine(backend_type="database", path="db")
     client.write(
         "db/config/pg",
@@ -515,7 +543,7 @@ def configure(bao: BaoServer, emu_url: str, admin_key: str, pg: Postgres) -> Non
         )
 
 
-def report(figures: Figures, rounds: int) -> None:
+def report(figures: Figures, rounds: int, llm_engines: list[str]) -> None:
     ratios = {
         "creds_per_s": ("creds/s at 4 clients", ">= 2"),
         "revoke_per_s": ("per-lease revoke/s at 4 clients", ">= 1"),
@@ -548,19 +576,21 @@ def report(figures: Figures, rounds: int) -> None:
             rounds=rounds,
             per_round=[round(v, 1) for v in values],
         )
+    pairs = [(engine, "db") for engine in llm_engines] + [("llm", e) for e in llm_engines if e != "llm"]
     for figure, (what, target) in ratios.items():
-        per_round = [
-            round(a / b, 2)
-            for a, b in zip(figures.values[(figure, "llm")], figures.values[(figure, "db")], strict=True)
-        ]
-        emit(
-            f"{figure}_ratio",
-            figures.median(figure, "llm") / figures.median(figure, "db"),
-            "x",
-            what=f"{what}, llm / database engine",
-            per_round=per_round,
-            target=target,
-        )
+        for mine, theirs in pairs:
+            per_round = [
+                round(a / b, 2)
+                for a, b in zip(figures.values[(figure, mine)], figures.values[(figure, theirs)], strict=True)
+            ]
+            emit(
+                f"{figure}_ratio",
+                figures.median(figure, mine) / figures.median(figure, theirs),
+                "x",
+                what=f"{what}, {mine} / {'database engine' if theirs == 'db' else theirs}",
+                per_round=per_round,
+                **({"target": target} if (mine, theirs) == ("llm", "db") else {}),
+            )
 
 
 def main() -> int:
@@ -578,6 +608,12 @@ def main() -> int:
     )
     parser.add_argument("--pg-bin", type=Path, help=f"directory of the PostgreSQL {PG_MAJOR} server binaries")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install PostgreSQL")
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also mount the plugin built from this commit (at llm-base/, with an emulator of its own) in "
+        "the same rounds: before and after a change in one run",
+    )
     parser.add_argument(
         "--pg-durable",
         action="store_true",
@@ -600,16 +636,21 @@ def main() -> int:
     )
 
     admin_key = "sk-or-v1-bench-" + secrets.token_urlsafe(24)
-    emu = OpenRouterEmulator(admin_key)
+    llm_engines = ["llm", "llm-base"] if args.baseline else ["llm"]
+    engines = [*llm_engines, "db"]
+    emus = {engine: OpenRouterEmulator(admin_key) for engine in llm_engines}
     pg = Postgres(pg_bin, durable=args.pg_durable)
     pids: list[int] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-vs-database-") as tmp,
-        emu.serve() as emu_server,
+        contextlib.ExitStack() as servers,
         ProcessPoolExecutor(max_workers=args.clients, initializer=_ignore_sigint) as pool,
     ):
+        emu_urls = {engine: servers.enter_context(emu.serve()).base_url for engine, emu in emus.items()}
         work = Path(tmp)
-        plugin_path, sha256 = build_engine(work / "plugins")
+        builds = {"llm": build_engine(work / "plugins")}
+        if args.baseline:
+            builds["llm-base"] = build_baseline(args.baseline, work)
         bao = BaoServer(work / "bao", work / "plugins", log_level="warn")
         try:
             try:
@@ -619,20 +660,24 @@ def main() -> int:
                 return 2
             bao.start()
             assert bao.proc is not None
-            bao.register_plugin(ENGINE_NAME, plugin_path.name, sha256)
-            bao.enable(ENGINE_NAME, "llm")
-            tree = process_tree(plugin_process(bao, plugin_path).pid)
-            pids = [p.pid for p in tree]
-            configure(bao, emu_server.base_url, admin_key, pg)
+            trees: dict[str, list[psutil.Process]] = {}
+            for engine, (plugin_path, sha256) in builds.items():
+                bao.register_plugin(plugin_path.name, plugin_path.name, sha256)
+                bao.enable(plugin_path.name, engine)
+                trees[engine] = process_tree(plugin_process(bao, plugin_path).pid)
+                pids += [p.pid for p in trees[engine]]
+                configure_llm(bao, engine, emu_urls[engine], admin_key)
+            configure_db(bao, pg)
             list(pool.map(warm, [bao.addr] * args.clients))
-            bench = Bench(args, bao.addr, pool, Components(tree, psutil.Process(bao.proc.pid), pg), emu, pg)
+            meter = Components(trees, psutil.Process(bao.proc.pid), pg)
+            bench = Bench(args, bao.addr, pool, meter, emus, pg)
 
-            for engine in ENGINES:  # warm both paths (connections, caches) outside the figures
+            for engine in engines:  # warm every path (connections, caches) outside the figures
                 bench.revoke_each(engine, bench.issue(engine, "bench", 40))
             bench.figures = Figures()
             for round_no in range(args.rounds):
                 leases: dict[str, list[str]] = {}
-                order = ENGINES if round_no % 2 == 0 else ENGINES[::-1]
+                order = engines if round_no % 2 == 0 else engines[::-1]
                 for engine in order:
                     leases[engine] = bench.creds(engine)
                 for engine in order:
@@ -640,18 +685,26 @@ def main() -> int:
                 for engine in order:
                     bench.revoke_prefix(engine, args.prefix_leases)
                 log(f"round {round_no + 1}/{args.rounds} done, load {load_average()}")
-            report(bench.figures, args.rounds)
+            report(bench.figures, args.rounds, llm_engines)
 
             if args.slow_leases:
                 latency = args.slow_latency_ms / 1000
-                bench.slow_async_prefix(args.slow_leases, latency)
+                for engine in llm_engines:
+                    bench.slow_async_prefix(engine, args.slow_leases, latency)
                 if args.slow_sync_leases:
                     bench.slow_sync_prefix(args.slow_sync_leases, latency)
                 bench.slow_kill(args.slow_leases, latency)
 
-            current, peak = rss_mb(tree)
-            emit("plugin_rss", current, "MB", peak_mb=round(peak, 1))
-            emit("provider_keys_left", bench.live("llm"), "keys", created=emu.create_count)
+            for engine in llm_engines:
+                current, peak = rss_mb(trees[engine])
+                emit("plugin_rss", current, "MB", engine=engine, peak_mb=round(peak, 1))
+                emit(
+                    "provider_keys_left",
+                    bench.live(engine),
+                    "keys",
+                    engine=engine,
+                    created=emus[engine].create_count,
+                )
             emit("postgres_roles_left", bench.live("db"), "roles")
             emit("host_end", psutil.cpu_count() or 0, "cpus", load_average=load_average())
         finally:
