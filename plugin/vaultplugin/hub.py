@@ -130,20 +130,31 @@ class Hub:
         assert self._main is not None and current is not self._main, "the hub itself cannot wait"
         context = contextvars.copy_context()
         outcome: list[tuple[bool, Any]] = []
+        suspended = False  # read and written on the hub thread only
 
         def work() -> None:
             try:
                 outcome.append((True, context.run(fn)))
             except BaseException as exc:  # handed to the waiting call, which raises it
                 outcome.append((False, exc))
-            self.call_soon_threadsafe(self._run_segment, current)
+            self.call_soon_threadsafe(resume)
+
+        def resume() -> None:
+            # Only a call still suspended here: one whose result came before it suspended has moved on, maybe
+            # into a wait for Vault, and a switch into that wait would end it as if its deadline had passed.
+            if suspended:
+                self._run_segment(current)
 
         if self._offload is not None:
             self._offload(work)
         else:
             threading.Thread(target=work, name="hub-offload", daemon=True).start()
-        while not outcome:  # nothing else resumes this call, but a stray switch must not lose the result
-            self._main.switch()
+        while not outcome:
+            suspended = True
+            try:
+                self._main.switch()
+            finally:
+                suspended = False
         ok, value = outcome[0]
         if ok:
             return cast("_T", value)

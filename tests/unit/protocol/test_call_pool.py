@@ -15,7 +15,7 @@ import pytest
 from vaultplugin import after_reply
 from vaultplugin.grpc_client import UnaryClient
 from vaultplugin.grpc_server import CallPool, GrpcServer, Kind, Method
-from vaultplugin.hub import run_blocking
+from vaultplugin.hub import Hub, run_blocking
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
 
@@ -233,3 +233,31 @@ def test_a_blocking_call_from_the_hub_runs_on_a_thread_and_holds_up_no_one(
 
 def test_run_blocking_off_the_hub_runs_in_place() -> None:
     assert run_blocking(lambda: threading.current_thread().name) == threading.current_thread().name
+
+
+def test_a_result_that_comes_before_the_call_suspends_does_not_wake_its_next_wait() -> None:
+    """The blocking work finishes before the calling greenlet even suspends (here: it runs inline); the
+    call then waits for a socket. That wait must end when the socket is readable, not at once: a stray
+    resume for the finished work used to end it as if its deadline had passed (storage calls failed with
+    TimeoutError under load)."""
+    hub = Hub(offload=lambda work: work())
+    ours, theirs = socket.socketpair()
+    waited: list[tuple[bool, float]] = []
+
+    def call() -> None:
+        assert hub.run_on_thread(lambda: 42) == 42
+        started = time.monotonic()
+        readable = hub.wait_readable(ours.fileno(), started + 5.0)
+        waited.append((readable, time.monotonic() - started))
+
+    try:
+        hub.call_soon_threadsafe(hub.spawn, call)
+        time.sleep(0.3)
+        theirs.send(b"x")
+        wait_for(lambda: waited)
+        readable, seconds = waited[0]
+        assert readable and seconds >= 0.25
+    finally:
+        hub.close()
+        ours.close()
+        theirs.close()
