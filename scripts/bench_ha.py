@@ -8,12 +8,15 @@ wired to an in-process LiteLLM emulator (no added latency). Load comes from sepa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -52,8 +55,33 @@ def read_worker(args: tuple[str, str, float]) -> tuple[int, int, str]:
     return issued, errors, first_error
 
 
-def throughput(pool: ProcessPoolExecutor, node: BaoNode, token: str, clients: int, seconds: float) -> float:
-    results = list(pool.map(read_worker, [(node.addr, token, seconds)] * clients))
+def kv_worker(args: tuple[str, str, float]) -> tuple[int, int, str]:
+    """Write kv-v1 entries through `addr` for `seconds`: one Raft commit each."""
+    addr, token, seconds = args
+    done = errors = 0
+    first_error = ""
+    prefix = secrets.token_hex(4)
+    with httpx.Client(base_url=f"{addr}/v1/", headers={"X-Vault-Token": token}, timeout=60) as client:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            resp = client.put(f"kv/{prefix}/{done + errors}", json={"v": "x"})
+            if resp.status_code == 204:
+                done += 1
+                continue
+            errors += 1
+            first_error = first_error or f"HTTP {resp.status_code}: {resp.text[:200]}"
+    return done, errors, first_error
+
+
+def throughput(
+    pool: ProcessPoolExecutor,
+    node: BaoNode,
+    token: str,
+    clients: int,
+    seconds: float,
+    worker: Callable[[tuple[str, str, float]], tuple[int, int, str]] = read_worker,
+) -> float:
+    results = list(pool.map(worker, [(node.addr, token, seconds)] * clients))
     issued = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
     if errors:
@@ -90,12 +118,20 @@ def failover(cluster: BaoCluster, clients: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench-ha", description=__doc__)
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each throughput run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput runs through each node")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the nodes' data and logs here (default: a temp dir)"
+    )
     parser.add_argument("--failovers", type=int, default=3, help="how many times to kill the active node")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-ha-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ha-")))
+        else:
+            work = args.workdir
+            work.mkdir(parents=True, exist_ok=True)
         path, _ = build_engine(work / "plugins")
         provider = Provider().start()
         cluster = BaoCluster(work / "cluster", plugin_from_file(path))
@@ -105,25 +141,39 @@ def main() -> int:
             emit("cluster_ready", time.monotonic() - started, "s", nodes=len(cluster.nodes))
             with Api(cluster.active().addr, cluster.root_token) as api:
                 mount_engine(api, provider, {ROLE: {"ttl": "1h"}})
+                api.ok("POST", "sys/mounts/kv", json={"type": "kv", "options": {"version": "1"}})
             for node in cluster.nodes:
                 with Api(node.addr, cluster.root_token) as api:
                     wait_for_mount(api, ROLE)
             with ProcessPoolExecutor(args.clients, initializer=_ignore_sigint) as pool:
                 throughput(pool, cluster.active(), cluster.root_token, args.clients, 2.0)  # warm up
                 active, standby = cluster.active(), cluster.standbys()[0]
-                emit(
-                    "creds_per_second_via_active",
-                    throughput(pool, active, cluster.root_token, args.clients, args.seconds),
-                    "1/s",
-                    clients=args.clients,
-                )
-                emit(
-                    "creds_per_second_via_standby",
-                    throughput(pool, standby, cluster.root_token, args.clients, args.seconds),
-                    "1/s",
-                    clients=args.clients,
-                    note="a standby forwards each creds read to the active node",
-                )
+                # Alternated, so that load from elsewhere on the machine weighs on each about the same.
+                for run in range(1, args.rounds + 1):
+                    emit(
+                        "creds_per_second_via_active",
+                        throughput(pool, active, cluster.root_token, args.clients, args.seconds),
+                        "1/s",
+                        clients=args.clients,
+                        run=run,
+                    )
+                    emit(
+                        "creds_per_second_via_standby",
+                        throughput(pool, standby, cluster.root_token, args.clients, args.seconds),
+                        "1/s",
+                        clients=args.clients,
+                        run=run,
+                        note="a standby forwards each creds read to the active node",
+                    )
+                    emit(
+                        "kv_writes_per_second_via_active",
+                        throughput(pool, active, cluster.root_token, args.clients, args.seconds, kv_worker),
+                        "1/s",
+                        clients=args.clients,
+                        run=run,
+                        note="one Raft commit each: the cluster's commit rate in this run (a creds read "
+                        "makes four in a row: WAL entry, key index entry, WAL entry deleted, the lease)",
+                    )
             firsts = [failover(cluster, args.clients) for _ in range(args.failovers)]
             for i, first in enumerate(firsts, start=1):
                 emit("first_key_after_killing_the_active_node", first, "s", run=i)

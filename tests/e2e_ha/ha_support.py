@@ -6,6 +6,7 @@ A uniquely named module (not conftest), so test directories without __init__.py 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ class Drill:
 def log_count(node: BaoNode, text: str) -> int:
     """How often `text` appears in the node's log (the plugin's lines are in it)."""
     return node.log_path.read_text(errors="replace").count(text) if node.log_path.exists() else 0
+
+
+# The plugin's line for a WAL entry whose key it found at the provider and deleted (deleted=0: the create
+# never reached the provider).
+ROLLED_BACK_KEY = re.compile(r"rolled back an interrupted create: .* deleted=[1-9]")
+
+
+def keys_rolled_back(log_path: Path) -> int:
+    """How many interrupted creates' keys the rollback deleted, from a node's log."""
+    return len(ROLLED_BACK_KEY.findall(log_path.read_text(errors="replace"))) if log_path.exists() else 0
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import pytest
 from devkit.ha_drill import MOUNT, Burst, Lease
 from devkit.render_config import PluginRef
 from devkit.waiting import wait_for
-from ha_support import ROLLBACK_PERIOD, Drill, ha_drill, log_count
+from ha_support import ROLLBACK_PERIOD, Drill, ha_drill, keys_rolled_back
 from llm_emulators.core import Fault
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -90,7 +90,7 @@ def test_failover_under_load_loses_no_key_and_leaks_none(
             assert api.irrevocable_leases() == []
         for lease in keep:
             assert drill.provider.is_live(lease.key_id)
-        rolled_back = log_count(new, "rolled back an interrupted create")
+        rolled_back = keys_rolled_back(new.log_path)
 
         recovered = killed_at + first_key
         late = Counter(
@@ -101,8 +101,8 @@ def test_failover_under_load_loses_no_key_and_leaks_none(
             f"failover: {len(issued)} keys issued by the burst ({len(after)} after the kill), "
             f"{len(burst.attempts) - len(issued)} reads failed during it; first key {first_key:.1f}s after "
             f"the kill; {len(expired_in_failover)} leases expired during the failover; {interrupted} creates "
-            f"interrupted ({rolled_back} rolled back from WAL entries); the provider held exactly the keys "
-            f"of live leases {settled - killed_at:.0f}s after the kill"
+            f"interrupted ({rolled_back} keys deleted by the WAL rollback); the provider held exactly the "
+            f"keys of live leases {settled - killed_at:.0f}s after the kill"
         )
         assert expired_in_failover, "no lease expired during the failover: the drill proved nothing about it"
         assert interrupted >= 1, "no create was in flight at the kill: the drill proved nothing about WAL"

@@ -10,6 +10,7 @@ on the next request (or on its rollback tick when there is no traffic).
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ KILLS = 3
 LEASE_SECONDS = 120  # ttl = max_ttl: every lease outlives the rollback that removes the orphans
 CREATE_LATENCY = 0.2
 ROLLBACK_PERIOD = 60.0
+# The plugin's line for a WAL entry whose key it found at the provider and deleted.
+ROLLED_BACK_KEY = re.compile(r"rolled back an interrupted create: .* deleted=[1-9]")
 
 
 def kill_plugin(processes: list[psutil.Process]) -> list[int]:
@@ -95,12 +98,12 @@ def test_plugin_killed_during_a_burst_hands_out_no_key_twice_and_leaves_no_orpha
             )
             still_leased = [a for a in issued if a.ended + LEASE_SECONDS > time.monotonic() + 1]
             assert all(provider.is_live(a.key_id) for a in still_leased)
-            rolled_back = node.log_path.read_text(errors="replace").count("rolled back an interrupted create")
+            rolled_back = len(ROLLED_BACK_KEY.findall(node.log_path.read_text(errors="replace")))
             quick = [t for t in gone_after.values() if t < LEASE_SECONDS]  # rolled back, not swept
             print(
                 f"\nplugin killed {KILLS} times ({len(killed)} processes) during {READS} reads at {CLIENTS} "
                 f"clients: {dict(statuses)}; {len(issued)} keys handed out, none twice; {len(orphans)} "
-                f"orphans after the burst: {rolled_back} rolled back from WAL entries ({len(quick)} gone "
+                f"orphans after the burst: {rolled_back} deleted by the WAL rollback ({len(quick)} gone "
                 f"within {max(quick, default=0):.0f}s of the burst's end), {len(orphans) - len(quick)} "
                 f"indexed but never leased (swept after their max TTL); the last gone "
                 f"{max(gone_after.values()):.0f}s after the burst"
