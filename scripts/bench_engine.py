@@ -386,7 +386,7 @@ def main() -> int:
             client.write(f"{MOUNT}/roles/bench", connection="bench", ttl="10m", max_ttl="1h", **extra)
             client.write(f"{MOUNT}/roles/expire", connection="bench", ttl="10m", max_ttl="1h", **extra)
             assert bao.proc is not None
-            meter = Meter(process_tree(plug), psutil.Process(bao.proc.pid))
+            meter = Meter(process_tree(plug.pid), psutil.Process(bao.proc.pid))
             list(pool.map(warm, [bao.addr] * workers))
             bench = Bench(args, bao.addr, emu, pool, meter)
 
@@ -406,7 +406,7 @@ def main() -> int:
             if args.expire_leases > 0:
                 bench.expiry(args.expire_leases, max(client_counts), args.expire_latency_ms)
 
-            current, peak = rss_mb(process_tree(plug))
+            current, peak = rss_mb(process_tree(plug.pid))
             emit("plugin_rss", current, "MB", peak_mb=round(peak, 1))
             emit("provider_keys_left", live(emu), "keys", created=emu.create_count, deleted=emu.delete_count)
         finally:

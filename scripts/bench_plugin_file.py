@@ -132,7 +132,7 @@ def main() -> int:
             for build, path, sha in (("onefile", onefile, onefile_sha), ("zipapp", zipapp, zipapp_sha)):
                 bao.register_plugin(f"llm-{build}", path.name, sha)
                 bao.enable(f"llm-{build}", build)
-                trees[build] = process_tree(plugin_process(bao, path))
+                trees[build] = process_tree(plugin_process(bao, path).pid)
                 pids += [p.pid for p in trees[build]]
                 meters[build] = Meter(trees[build], psutil.Process(bao.proc.pid))
                 client.write(
