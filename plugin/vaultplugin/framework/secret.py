@@ -73,7 +73,12 @@ class SecretType:
         data: Mapping[str, Any] | None = None,
         now: datetime | None = None,
     ) -> Response:
-        """The response a renew handler returns: echoes the lease's internal data and data, with a new TTL.
+        """The response a renew handler returns: the lease's internal data with a new TTL, and `data`.
+
+        `data` defaults to nothing, never to the lease's data: Vault hands a renew response to whoever
+        renewed, and every token may renew any lease whose id it knows (the built-in default policy), so
+        echoing the lease's data would give out its secret. Vault replaces the lease's data with this
+        response's, so a revoke handler must rely on the internal data only (or pass `data` on here).
 
         `ttl` defaults to the increment the client asked for, else `default_ttl`. If this type has a
         `max_ttl`, the TTL is cut so the lease ends no later than issue_time + max_ttl.
@@ -93,4 +98,4 @@ class SecretType:
             increment=lease.increment,
             issue_time=lease.issue_time,
         )
-        return Response(data=dict(req.data if data is None else data), secret=secret)
+        return Response(data=dict(data or {}), secret=secret)

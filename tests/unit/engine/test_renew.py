@@ -17,9 +17,10 @@ def test_renew_extends_litellm_expiry(env: Env) -> None:
     key = env.emus["litellm"].find_key(key_id)
     assert key is not None and key.expires_at is not None
     assert abs(key.expires_at - (now + 1800 + 300)) < 3
-    # The renew response echoes data and internal data (Vault replaces what it stored with them), plus when
-    # the TTL restarted (revoke uses it to tell an ended lease from a running one).
-    assert out.data == resp.data
+    # The renew response carries no data (it goes to whoever renewed: never the key again), and the internal
+    # data (Vault replaces what it stored with it) plus when the TTL restarted (revoke uses it to tell an
+    # ended lease from a running one).
+    assert out.data == {}
     assert resp.secret is not None
     assert out.secret.internal_data == {**resp.secret.internal_data, "renewed_at": env.clock()}
 
