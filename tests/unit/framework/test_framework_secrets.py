@@ -54,8 +54,8 @@ def test_revoke_and_renew_dispatch_by_secret_type(sample: Sample) -> None:
         lease_request("renew", internal, increment=120, issue_time=datetime.now(UTC))
     )
     assert sample.calls[-1] == ("renew", internal)
-    # The renew response echoes internal data (Vault replaces what it stored with it) but not the lease's data:
-    # it goes to whoever renewed, and any token may renew a lease whose id it knows.
+    # The renew response echoes internal data (Vault replaces what it stored with it), not the lease's
+    # data: it goes to whoever renewed, and any token may renew a lease whose id it knows.
     assert resp is not None and resp.secret is not None
     assert resp.secret.internal_data == internal
     assert resp.data == {}
