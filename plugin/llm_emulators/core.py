@@ -10,7 +10,7 @@ Control endpoints, served at the root of every emulator (no auth, loopback only)
 * ``GET /_emulator/state``: counts, live keys (without secrets), faults, page size, clock offset.
 * ``POST /_emulator/faults``: add faults. Body: one fault object, or
   ``{"faults": [...], "replace": bool, "page_size": int | null, "revoke_admin_key": bool}``.
-  A fault object is ``{"kind", "op", "times", "retry_after", "status", "seconds", "size"}``.
+  A fault object is ``{"kind", "op", "times", "rate", "retry_after", "status", "seconds", "size"}``.
 * ``DELETE /_emulator/faults``: remove every fault.
 * ``POST /_emulator/reset``: forget every key, count and fault.
 * ``POST /_emulator/clock``: ``{"advance": seconds}`` moves the emulator clock forward (for expiry tests
@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import random
 import re
 import secrets
 import select
@@ -98,6 +99,10 @@ class Fault:
     ``op`` scopes it to one operation (``create``/``delete``/``list``/``get``/``update``) or ``all``.
     Faults apply to admin endpoints only, never to inference or the control endpoints.
 
+    ``rate`` is the chance that a matching call is hit (1.0: every one); a call it spares uses none of
+    ``times``. With ``times=None`` it makes a steady background of faults (a soak at 1 %). ``hits`` counts the
+    calls it was applied to.
+
     Misbehaving answers (``seconds`` is the pause between bytes, ``size`` a body size in bytes):
 
     * ``echo_admin_key``: the call is refused with ``status`` and an error that repeats the admin key;
@@ -113,10 +118,12 @@ class Fault:
     kind: FaultKind
     op: Op = "all"
     times: int | None = 1
+    rate: float = 1.0
     retry_after: float = 1.0
     status: int = 500
     seconds: float = 0.0
     size: int = 0
+    hits: int = 0
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
@@ -126,6 +133,8 @@ class Fault:
             isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1
         ):
             raise ValueError("times must be a positive integer or None (forever)")
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) or not 0 < self.rate <= 1:
+            raise ValueError("rate must be a number in (0, 1]")
         if self.kind is FaultKind.SERVER_ERROR and not 500 <= self.status <= 599:
             raise ValueError("server_error status must be 5xx")
         if self.retry_after < 0 or self.seconds < 0:
@@ -192,10 +201,12 @@ class Fault:
             "kind": self.kind.value,
             "op": self.op,
             "times": self.times,
+            "rate": self.rate,
             "retry_after": self.retry_after,
             "status": self.status,
             "seconds": self.seconds,
             "size": self.size,
+            "hits": self.hits,
         }
 
     @classmethod
@@ -209,11 +220,29 @@ class Fault:
 
 
 class FaultSet:
-    """A thread-safe, ordered set of faults. Each matching admin call consumes one use of the first match."""
+    """A thread-safe, ordered set of faults. Each matching admin call consumes one use of the first match
+    that fires (a fault with ``rate`` < 1 fires on that share of its matching calls)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._random = random.Random()  # noqa: S311 - fault injection, not security
+
+    def seed(self, value: int) -> None:
+        """Make the draws of faults with ``rate`` < 1 repeatable."""
+        with self._lock:
+            self._random.seed(value)
+
+    def _fires(self, fault: Fault) -> bool:
+        """With the lock held: whether `fault` hits this call; if so, count it and use one of its times."""
+        if fault.rate < 1.0 and self._random.random() >= fault.rate:
+            return False
+        fault.hits += 1
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times == 0:
+                self._faults.remove(fault)
+        return True
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -243,12 +272,8 @@ class FaultSet:
     def take(self, kind: FaultKind, op: str) -> Fault | None:
         """Consume one use of the first fault of ``kind`` that matches ``op``; None if there is none."""
         with self._lock:
-            for fault in self._faults:
-                if fault.matches(kind, op):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times == 0:
-                            self._faults.remove(fault)
+            for fault in list(self._faults):
+                if fault.matches(kind, op) and self._fires(fault):
                     return fault
         return None
 
@@ -256,25 +281,15 @@ class FaultSet:
         """Consume one use of the first fault of any of ``kinds`` that matches ``op``."""
         wanted = set(kinds)
         with self._lock:
-            for fault in self._faults:
-                if fault.kind in wanted and fault.matches(fault.kind, op):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times == 0:
-                            self._faults.remove(fault)
+            for fault in list(self._faults):
+                if fault.kind in wanted and fault.matches(fault.kind, op) and self._fires(fault):
                     return fault
             return None
 
     def take_each(self, kind: FaultKind, op: str) -> list[Fault]:
         """Consume one use of every fault of ``kind`` that matches ``op`` (latencies add up)."""
         with self._lock:
-            hits = [f for f in self._faults if f.matches(kind, op)]
-            for fault in hits:
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-            return hits
+            return [f for f in list(self._faults) if f.matches(kind, op) and self._fires(f)]
 
     # Convenience adders.
     def rate_limit(self, times: int | None = 1, retry_after: float = 1.0, op: Op = "all") -> Fault:

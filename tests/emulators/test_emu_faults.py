@@ -183,3 +183,45 @@ def test_permanent_fault_and_set_faults() -> None:
             assert c.get("/organization/projects/proj_default").status_code == 500
         emu.set_faults()
         assert c.get("/organization/projects/proj_default").status_code == 200
+
+
+def test_fault_rate_hits_a_share_of_calls_and_counts_them() -> None:
+    """A background fault (`rate` < 1, forever) hits about that share of matching calls, reproducibly once
+    seeded; spared calls are served normally and use none of its `times`."""
+    emu = OpenAIEmulator()
+    emu.faults.seed(7)
+    fault = emu.faults.add(Fault(FaultKind.SERVER_ERROR, op="get", times=None, rate=0.2))
+    with emu.client(headers={"Authorization": f"Bearer {emu.admin_key}"}) as c:
+        statuses = [c.get("/organization/projects/proj_default").status_code for _ in range(1000)]
+    assert set(statuses) == {200, 500}
+    assert fault.hits == statuses.count(500)
+    assert 150 <= fault.hits <= 250  # 20 % of 1000, within about 4 standard deviations
+    assert fault.to_json()["hits"] == fault.hits and fault.to_json()["rate"] == 0.2
+
+    emu.faults.clear()
+    emu.faults.seed(7)
+    again = emu.faults.add(Fault(FaultKind.SERVER_ERROR, op="get", times=None, rate=0.2))
+    with emu.client(headers={"Authorization": f"Bearer {emu.admin_key}"}) as c:
+        for _ in range(1000):
+            c.get("/organization/projects/proj_default")
+    assert again.hits == fault.hits  # the same seed, the same draws
+
+    # `times` counts hits, not matching calls: a one-shot fault at 10 % waits for its hit, then is gone.
+    emu.set_faults(Fault(FaultKind.DROP_AFTER_CREATE, times=1, rate=0.1))
+    with emu.client(headers={"Authorization": f"Bearer {emu.admin_key}"}) as c:
+        dropped = 0
+        for i in range(200):
+            try:
+                c.post(
+                    "/organization/projects/proj_default/service_accounts", json={"name": f"k{i}"}
+                ).raise_for_status()
+            except httpx.RemoteProtocolError:
+                dropped += 1
+    assert dropped == 1 and len(emu.faults) == 0
+    assert emu.create_count == 200 and len(emu.live_keys()) == 200  # the dropped create made its key
+
+
+@pytest.mark.parametrize("rate", [0, -0.1, 1.5, True, "0.5"])
+def test_fault_rate_validation(rate: object) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Fault(FaultKind.RATE_LIMIT, times=None, rate=rate)  # type: ignore[arg-type]
