@@ -54,10 +54,11 @@ OPERATION_IDS = (
     "delete-config-name",
 )
 # Plugin RSS (the plugin runs with MALLOC_ARENA_MAX=2, see fuzz_support.PLUGIN_ENV). Between identical passes
-# it wanders by about +-10% (heap fragmentation; measured over 6 passes: 62, 62, 74, 76, 78, 72 MiB), so a
-# second pass may grow it by REPEAT_GROWTH_LIMIT. A leak shows more: a pass sends 90+ bodies of 1-2 MB, and
-# keeping each would add 100+ MiB; keeping 20 KB a request would add 15 MiB.
-REPEAT_GROWTH_LIMIT = 0.25
+# it wanders (heap fragmentation and the call pool's threads; measured over 6 passes: 62, 62, 74, 76, 78,
+# 72 MiB, and +25.5% once on a CI run at load 14), so a second pass may grow it by REPEAT_GROWTH_LIMIT. A leak
+# shows more: a pass sends 90+ bodies of 1-2 MB, and keeping each would add 100+ MiB; keeping 40 KB a request
+# would add 30 MiB.
+REPEAT_GROWTH_LIMIT = 0.40
 # The whole run, from after the warm-up: measured +16% to +40% by default (a plateau of 70-87 MiB) and +62%
 # in the slow run (106 MiB after 16,500 requests): heap fragmentation from multi-MB bodies, and the roles and
 # connections the fuzz leaves in the engine's caches. With glibc's default arenas, +50-60% by default, each
