@@ -145,6 +145,12 @@ def test_security_manages_roles_tidy_and_leases_but_not_connections(personas: Pe
     # revoke-force drops leases without asking the plugin, which would leave keys alive at the provider.
     assert security.status("PUT", "sys/leases/revoke-force/llm/creds/other") == 403
 
+    # Incident response: every key of a role killed at the provider now; a connection's keys are not theirs.
+    killed = personas.issue("chatbot")[1]
+    assert security.ok("POST", "llm/roles/chatbot/revoke-keys")["data"]["deleted"] >= 1
+    assert not personas.provider.is_live(killed)
+    assert security.status("POST", "llm/config/main/revoke-keys") == 403
+
 
 def test_operator_runs_connections_catalog_and_mount_but_cannot_read_keys(personas: Personas) -> None:
     operator = personas.operator

@@ -2,7 +2,8 @@
 # plugin in the catalog, and the llm/ mount itself (enable, disable, tune, upgrade, reload). Cannot read
 # keys (llm/creds/) nor manage roles or leases: that is the security team's job (llm-security).
 
-# Provider connections: create, read (never returns the admin key), update, delete, list.
+# Provider connections: create, read (never returns the admin key), update, delete, list; and
+# config/<name>/revoke-keys, which deletes every key issued through a connection at once (a leaked admin key).
 path "llm/config" {
   capabilities = ["list"]
 }

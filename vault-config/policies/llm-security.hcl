@@ -2,7 +2,8 @@
 # orphan sweep, and finds and revokes issued keys. Cannot see or change provider connections (llm/config/),
 # which hold the admin keys, and cannot read keys (llm/creds/).
 
-# Roles: create, read, update, delete, list.
+# Roles: create, read, update, delete, list; and roles/<name>/revoke-keys, which deletes every key of a role at
+# the provider at once (incident response).
 path "llm/roles" {
   capabilities = ["list"]
 }
