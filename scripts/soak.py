@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import secrets
 import shutil
 import signal
@@ -55,9 +56,11 @@ CHAT_PATHS = {
     "litellm": "/chat/completions",
 }
 CHAT_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "soak"}]}
-# A client retries a failed revoke this many times, a second apart (the plugin's own retries come first).
+# A client retries a failed revoke this many times, 1, 2, 4, 8 s apart: by then the plugin's deletion queue
+# (which retries 1, 2, 4, 8 s after a failure) has deleted the key, and the revoke succeeds without a call.
 REVOKE_TRIES = 5
 RSS_GROWTH_LIMIT_PCT = 10.0
+FULL_RUN: dict[str, float] = {"cycles": 20_000, "fault_rate": 0.01, "wal_min_age": 45.0}
 # Admin operations other than create: each gets 429 and 500 at half the fault rate.
 OTHER_OPS: tuple[Op, ...] = ("delete", "list", "get", "update")
 
@@ -112,6 +115,7 @@ class Outcome:
     cycles: int = 0
     issued: int = 0
     issue_failed: Counter[str] = field(default_factory=Counter)  # by HTTP status (or "transport")
+    reasons_502: Counter[str] = field(default_factory=Counter)  # the 502s' messages, names and numbers masked
     revoked: int = 0
     revoke_retries: int = 0
     not_revoked: list[str] = field(default_factory=list)  # lease ids every try failed for
@@ -130,6 +134,7 @@ class Outcome:
         self.cycles += other.cycles
         self.issued += other.issued
         self.issue_failed.update(other.issue_failed)
+        self.reasons_502.update(other.reasons_502)
         self.revoked += other.revoked
         self.revoke_retries += other.revoke_retries
         self.not_revoked += other.not_revoked
@@ -162,7 +167,9 @@ def cycle_worker(task: Task) -> Outcome:
                 continue
             if resp.status_code != 200:
                 out.issue_failed[str(resp.status_code)] += 1
-                if resp.status_code != 502:
+                if resp.status_code == 502:
+                    out.reasons_502[reason_of(resp)] += 1
+                else:
                     out.note(f"creds: HTTP {resp.status_code}: {resp.text}")
                 continue
             out.issue_seconds.append(time.perf_counter() - began)
@@ -185,6 +192,16 @@ def cycle_worker(task: Task) -> Outcome:
     return out
 
 
+def reason_of(resp: httpx.Response) -> str:
+    """A 502's message with what varies (key names, counts, times) masked, so equal causes count together."""
+    try:
+        text = " ".join(str(e) for e in resp.json().get("errors", []))
+    except ValueError:
+        text = resp.text
+    text = re.sub(r"vault-[0-9a-f]{8}-\S+", "<key>", " ".join(text.split()))
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:240]
+
+
 def _chat(client: httpx.Client, url: str, api_key: str) -> int | str:
     try:
         return client.post(url, headers={"Authorization": f"Bearer {api_key}"}, json=CHAT_BODY).status_code
@@ -196,7 +213,7 @@ def _revoke(client: httpx.Client, lease_id: str, out: Outcome) -> bool:
     for attempt in range(REVOKE_TRIES):
         if attempt:
             out.revoke_retries += 1
-            time.sleep(1.0)
+            time.sleep(2.0 ** (attempt - 1))
         began = time.perf_counter()
         try:
             resp = client.put("/v1/sys/leases/revoke", json={"lease_id": lease_id})
@@ -343,25 +360,28 @@ class Soak:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cycles", type=int, default=20_000, help="issue-and-revoke cycles in all")
-    parser.add_argument("--warmup", type=int, default=1000, help="of them, cycles before the RSS baseline")
+    parser.add_argument("--cycles", type=int, help="issue-and-revoke cycles in all (default 20000)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="of them, cycles before the RSS baseline (default: 1000, at most a quarter)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="client processes")
-    parser.add_argument("--fault-rate", type=float, default=0.01, help="share of admin calls that fail")
+    parser.add_argument("--fault-rate", type=float, help="share of admin calls that fail (default 0.01)")
     parser.add_argument("--use-every", type=int, default=5, help="use every Nth key, before and after revoke")
     parser.add_argument("--provider", choices=sorted(EMULATORS), default="openrouter")
     parser.add_argument("--max-seconds", type=float, default=3600, help="wall-clock cap of the load")
     parser.add_argument(
         "--wal-min-age",
         type=float,
-        default=45,
-        help="seconds before a pending create's WAL entry may be rolled back (the plugin's test knob, "
-        "production: 600; above the 30 s provider-call budget, so no create in flight is rolled back)",
+        help="seconds before a pending create's WAL entry may be rolled back (default 45: above the 30 s "
+        "provider-call budget, so no create in flight is rolled back; production: 600)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws (repeatable counts)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: 400 cycles, 100 of warm-up, a 5 %% fault rate, WAL min age 5 s",
+        help="a smoke run (~20 s): defaults of 400 cycles, a 5 %% fault rate and a WAL min age of 5 s",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server log) on PASS")
     parser.add_argument(
@@ -370,8 +390,12 @@ def parse_args() -> argparse.Namespace:
         help="self-check of the checks: plant a key at the provider that no lease owns; the run must FAIL",
     )
     args = parser.parse_args()
-    if args.quick:
-        args.cycles, args.warmup, args.fault_rate, args.wal_min_age = 400, 100, 0.05, 5.0
+    defaults = {"cycles": 400, "fault_rate": 0.05, "wal_min_age": 5.0} if args.quick else FULL_RUN
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.warmup is None:
+        args.warmup = min(1000, args.cycles // 4)
     if not 0 < args.warmup < args.cycles:
         parser.error("--warmup must be between 0 and --cycles")
     if not 0 <= args.fault_rate <= 0.5:
@@ -475,6 +499,8 @@ def run(soak: Soak, plugin_pids: list[int], plugin_path: Path, bao: BaoServer) -
     emit("issued", total.issued, "leases")
     for status, count in sorted(total.issue_failed.items()):
         emit("issue_failed", count, "reads", status=status)
+    for reason, count in total.reasons_502.most_common():
+        emit("issue_502_reason", count, "reads", reason=reason)
     emit("revoked", total.revoked, "leases", client_retries=total.revoke_retries)
     emit(
         "keys_used", total.used, "keys", failed=total.use_failed, alive_after_revoke=total.alive_after_revoke
