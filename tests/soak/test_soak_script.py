@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ def run_soak(tmp_path: Path) -> Iterator[Any]:
     def run(*args: str, timeout: float) -> Run:
         out, err = tmp_path / "soak.out", tmp_path / "soak.err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = psutil.Popen([sys.executable, str(SOAK), *args], stdout=stdout, stderr=stderr)
+            # TMPDIR: a failed run keeps its work directory (the server log) under this test's tmp_path.
+            env = {**os.environ, "TMPDIR": str(tmp_path)}
+            proc = psutil.Popen([sys.executable, str(SOAK), *args], stdout=stdout, stderr=stderr, env=env)
         seen.append(proc)
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
