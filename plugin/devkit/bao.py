@@ -47,6 +47,17 @@ def kill_leftovers(pids: list[int], timeout: float) -> list[int]:
     return survivors
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process we started, then SIGKILL it if it has not exited 15 s later; reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def process_tree(pid: int) -> list[psutil.Process]:
     """The process `pid` and all its descendants (a one-file plugin: its bootloader and the Python child)."""
     root = psutil.Process(pid)
@@ -168,15 +179,8 @@ class BaoServer:
         return found
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> BaoServer:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 from agent_kube_api import FakeKubernetesApi, new_service_account, throwaway_ca_pem
-from devkit.bao import BaoServer, bao_binary, kill_leftovers
+from devkit.bao import BaoServer, bao_binary, kill_leftovers, stop_process
 from devkit.build import ENGINE_NAME, build_engine
 from llm_emulators import OpenAIEmulator
 from llm_emulators.core import EmulatorServer
@@ -266,15 +265,8 @@ class AgentProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
