@@ -75,6 +75,9 @@ class Backend:
             raise ValueError("wal_rollback needs the WAL kinds it understands (wal_kinds)")
         self.paths: tuple[Path, ...] = tuple(paths)
         self.secrets: dict[str, SecretType] = {s.name: s for s in secrets}
+        # A renew or revoke names its type in the lease's internal data, decoded only once the call runs:
+        # it may go on the hub when every type may.
+        self._secrets_cooperative = bool(secrets) and all(s.cooperative for s in secrets)
         self.help = help
         self.backend_type = backend_type
         self.running_version = running_version
@@ -132,10 +135,13 @@ class Backend:
         return None
 
     def is_cooperative(self, operation: str, path: str) -> bool:
-        """May this request run on the hub? resolve-path is routing only; path operations say so themselves;
-        renew, revoke, rollback and help run on threads (they reach providers or build large documents)."""
+        """May this request run on the hub? resolve-path is routing only; path operations say so themselves,
+        renew and revoke when every secret type says so; rollback and help run on threads (periodic work,
+        large documents)."""
         if operation == Operation.RESOLVE_PATH:
             return True
+        if operation in (Operation.RENEW, Operation.REVOKE):
+            return self._secrets_cooperative
         if operation not in _PATH_OPERATIONS:
             return False
         routed = self.route(path)

@@ -12,6 +12,7 @@ from vaultplugin.framework import (
     Path,
     Request,
     Response,
+    SecretType,
     UnsupportedOperation,
     UnsupportedPath,
     VaultError,
@@ -192,3 +193,27 @@ def test_only_path_operations_marked_cooperative_may_run_on_the_hub(sample: Samp
     for operation in ("rollback", "help", "renew", "revoke"):
         assert not backend.is_cooperative(operation, "")
         assert not backend.is_cooperative(operation, "roles/a")
+
+
+def test_renew_and_revoke_run_on_the_hub_only_when_every_secret_type_is_cooperative() -> None:
+    def handler(req: Request, d: FieldData) -> None:
+        return None
+
+    both = Backend(
+        paths=[],
+        secrets=[
+            SecretType(name="a", revoke=handler, cooperative=True),
+            SecretType(name="b", revoke=handler, cooperative=True),
+        ],
+    )
+    mixed = Backend(
+        paths=[],
+        secrets=[
+            SecretType(name="a", revoke=handler, cooperative=True),
+            SecretType(name="b", revoke=handler),
+        ],
+    )
+    for operation in ("renew", "revoke"):
+        assert both.is_cooperative(operation, "")
+        assert not mixed.is_cooperative(operation, "")  # the lease's type is not known before the call runs
+    assert not both.is_cooperative("rollback", "")
