@@ -1,4 +1,4 @@
-"""Fake admin APIs of LLM providers (OpenAI, OpenRouter, LiteLLM) for tests and demos.
+"""Fake admin APIs of LLM providers (OpenAI, OpenRouter, LiteLLM, xAI, Fireworks) for tests and demos.
 
 Each emulator is the provider's key-management API as a pure function (``emu.handle``), usable in-process with
 ``httpx.MockTransport`` or over a loopback HTTP server (``emu.serve()``), with fault knobs (rate limits,
@@ -7,9 +7,11 @@ shapes in ``docs/provider-admin-apis.md`` and are never kinder than the real API
 """
 
 from .core import Emulator, EmulatorServer, Fault, FaultKind, FaultSet, LiveKey, Op
+from .fireworks import FireworksEmulator
 from .litellm import LiteLLMEmulator
 from .openai import OpenAIEmulator
 from .openrouter import OpenRouterEmulator
+from .xai import XAIEmulator
 
 __all__ = [
     "EMULATORS",
@@ -18,15 +20,19 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultSet",
+    "FireworksEmulator",
     "LiteLLMEmulator",
     "LiveKey",
     "Op",
     "OpenAIEmulator",
     "OpenRouterEmulator",
+    "XAIEmulator",
 ]
 
 EMULATORS: dict[str, type[Emulator]] = {
     "openai": OpenAIEmulator,
     "openrouter": OpenRouterEmulator,
     "litellm": LiteLLMEmulator,
+    "xai": XAIEmulator,
+    "fireworks": FireworksEmulator,
 }

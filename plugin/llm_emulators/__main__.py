@@ -1,4 +1,6 @@
-"""``python -m llm_emulators {openai|openrouter|litellm} [--port N] [--admin-key K] [--latency S]``.
+"""``python -m llm_emulators PROVIDER [--port N] [--admin-key K] [--latency S]``.
+
+PROVIDER is one of openai, openrouter, litellm, xai, fireworks.
 
 Starts one emulator on 127.0.0.1 and prints ONE line of JSON to stdout:
 ``{"provider", "url", "base_url", "admin_key_env", "admin_key_source", "admin_key_generated"}``, plus
@@ -23,7 +25,13 @@ from . import EMULATORS
 from .core import Fault
 
 DEFAULT_ADMIN_KEY_ENV = "LLM_EMULATOR_ADMIN_KEY"
-_GENERATED_PREFIX = {"openai": "sk-admin-", "openrouter": "sk-or-v1-", "litellm": "sk-"}
+_GENERATED_PREFIX = {
+    "openai": "sk-admin-",
+    "openrouter": "sk-or-v1-",
+    "litellm": "sk-",
+    "xai": "xai-mgmt-",
+    "fireworks": "fw_",
+}
 
 
 def _parser() -> argparse.ArgumentParser:

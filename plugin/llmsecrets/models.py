@@ -119,7 +119,8 @@ class ConnectionConfig:
     provider: str
     admin_key: str = field(repr=False)
     base_url: str | None = None  # None = the provider's public API
-    organization_id: str | None = None  # openai only
+    # openai: the organization; xai, fireworks: where keys live, joined (providers.registry.join_account)
+    organization_id: str | None = None
     allowed_roles: tuple[str, ...] = ()  # empty or "*" = every role
 
     @staticmethod

@@ -34,7 +34,13 @@ from llmsecrets.models import (
     WalKind,
 )
 from llmsecrets.providers.errors import ProviderError
-from llmsecrets.providers.registry import PROVIDERS
+from llmsecrets.providers.registry import (
+    ACCOUNT_FIELDS,
+    ACCOUNT_ID_RE,
+    PROVIDERS,
+    join_account,
+    split_account,
+)
 
 if TYPE_CHECKING:
     from vaultplugin.framework import Storage
@@ -47,15 +53,16 @@ FIELDS: dict[str, Field] = {
     "name": Field(FieldType.NAME, "Name of the connection (one provider account)."),
     "provider": Field(
         FieldType.STRING,
-        "The provider: openai, openrouter or litellm. Required on create; cannot be changed later "
-        "(issued keys are revoked through it).",
+        "The provider: openai, openrouter, litellm, xai or fireworks. Required on create; cannot be changed "
+        "later (issued keys are revoked through it).",
         allowed_values=PROVIDER_NAMES,
     ),
     "admin_key": Field(
         FieldType.STRING,
         "The provider admin key the engine mints and deletes keys with: an OpenAI admin key "
-        "(sk-admin-...), an OpenRouter management key, or the LiteLLM proxy's master key. Required on "
-        "create; write-only (never returned). Omit on update to keep the stored key.",
+        "(sk-admin-...), an OpenRouter management key, the LiteLLM proxy's master key, an xAI management "
+        "key, or the API key of a Fireworks account admin. Required on create; write-only (never "
+        "returned). Omit on update to keep the stored key.",
         sensitive=True,
         max_length=1024,
     ),
@@ -70,6 +77,21 @@ FIELDS: dict[str, Field] = {
         FieldType.STRING,
         "OpenAI only: the organization id sent as OpenAI-Organization. Write an empty string to clear it.",
         max_length=256,
+    ),
+    "team_id": Field(
+        FieldType.STRING,
+        "xAI only, required there: the team whose API keys the engine creates and deletes.",
+        max_length=128,
+    ),
+    "account_id": Field(
+        FieldType.STRING,
+        "Fireworks only, required there: the account the keys belong to.",
+        max_length=128,
+    ),
+    "user_id": Field(
+        FieldType.STRING,
+        "Fireworks only, required there: the user (e.g. a service account) the keys are created for.",
+        max_length=128,
     ),
     "allowed_roles": Field(
         FieldType.COMMA_STRING_LIST,
@@ -99,6 +121,8 @@ A connection that still has live keys cannot be deleted: revoke their leases fir
 Example:
     bao write llm/config/openrouter provider=openrouter admin_key=@mgmt-key.txt allowed_roles=dev,ci
     bao write llm/config/proxy provider=litellm base_url=https://litellm.internal:4000 admin_key=...
+    bao write llm/config/grok provider=xai admin_key=@xai-management-key.txt team_id=<team id>
+    bao write llm/config/fw provider=fireworks admin_key=@fw-admin-key.txt account_id=acme user_id=vault-sa
 """
 
 
@@ -186,7 +210,8 @@ def _view(conn: ConnectionConfig, *, live_keys: int) -> dict[str, Any]:
         "provider": conn.provider,
         "admin_key_set": bool(conn.admin_key),
         "base_url": effective_base_url(conn),
-        "organization_id": conn.organization_id or "",
+        "organization_id": "" if conn.provider in ACCOUNT_FIELDS else conn.organization_id or "",
+        **split_account(conn.provider, conn.organization_id),
         "allowed_roles": list(conn.allowed_roles),
         "live_keys": live_keys,
     }
@@ -224,8 +249,9 @@ def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> Connec
             f'"base_url" is required for {provider} (the URL of the proxy, e.g. http://host:4000)'
         )
 
+    account = _account(provider, existing, d)
     org, org_set = d.get_ok("organization_id")
-    org = (org.strip() or None) if org_set else existing.organization_id if existing else None
+    org = (org.strip() or None) if org_set else existing.organization_id if existing and not account else None
     if org is not None and provider != "openai":
         raise BadRequest(f'"organization_id" applies to openai only, not {provider}')
     if org is not None:
@@ -245,9 +271,33 @@ def _merge(name: str, existing: ConnectionConfig | None, d: FieldData) -> Connec
         provider=provider,
         admin_key=admin_key,
         base_url=base_url,
-        organization_id=org,
+        organization_id=account or org,
         allowed_roles=allowed,
     )
+
+
+def _account(provider: str, existing: ConnectionConfig | None, d: FieldData) -> str | None:
+    """xAI's team or Fireworks' account and user, joined as stored (registry.join_account); None for
+    other providers. A 400 for a missing or malformed id, or for another provider's field."""
+    for owner, names in ACCOUNT_FIELDS.items():
+        for name in names:
+            value, given = d.get_ok(name)
+            if given and value.strip() and owner != provider:
+                raise BadRequest(f'"{name}" applies to {owner} only, not {provider}')
+    names = ACCOUNT_FIELDS.get(provider, ())
+    if not names:
+        return None
+    values = split_account(provider, existing.organization_id if existing else None)
+    for name in names:
+        value, given = d.get_ok(name)
+        values[name] = value.strip() if given else values[name]
+        if not values[name]:
+            raise BadRequest(f'missing required field "{name}" for {provider} connections')
+        if not ACCOUNT_ID_RE.fullmatch(values[name]):
+            raise BadRequest(
+                f'"{name}" must be 1-128 letters, digits and . _ @ + - (it goes into the provider\'s URLs)'
+            )
+    return join_account(provider, values)
 
 
 def _check_header_value(field: str, value: str) -> None:

@@ -1,0 +1,263 @@
+"""Fireworks: API keys minted per lease for one user (typically a service account) of one account.
+
+Wire contract (base `https://api.fireworks.ai`, `Authorization: Bearer <an admin user's API key>`; U below is
+`/v1/accounts/{account_id}/users/{user_id}`):
+- create: `POST U/apiKeys` `{"apiKey": {"displayName", "expireTime": RFC 3339 UTC}}` -> the key
+  `{"keyId", "displayName", "key", "createTime", "expireTime", "prefix", ...}`; key_id = `keyId`, the
+  secret is `key` (shown once), scope = `accounts/{account_id}/users/{user_id}` (its resource name).
+- delete: `POST U/apiKeys:delete` `{"keyId"}` -> `{}`. A 404 is "already gone" only once a list of the user
+  shows the key absent (see below).
+- find: `GET U/apiKeys` -> `{"apiKeys": [...], "nextPageToken", "totalSize"}`, filtered here by name prefix;
+  `nextPageToken` is followed (as `pageToken`) until it is empty.
+- verify: `GET U/apiKeys?pageSize=1`, which proves the admin key, the account and the user together.
+
+Sources, and what is confirmed:
+- Confirmed by Fireworks' own OpenAPI ("Gateway REST API", docs.fireworks.ai/api-reference: Create API Key,
+  List API Keys, Delete API Key): the three paths, the create body wrapped in `apiKey` (not flat), its
+  `displayName` and `expireTime`, the response fields, the delete body `{"keyId"}` and its empty answer, the
+  list fields and its `pageSize`, `pageToken`, `filter` parameters.
+- Confirmed by firectl's docs: keys can be created for a service-account user (admin only), and
+  `--expire-time` sets when a key "will automatically expire".
+- *Unconfirmed*, hence behind switches or checked before being relied on:
+  - Paging: the reference says of `pageSize` and `pageToken` "Pagination support to be added", so no
+    `pageSize` is sent when listing (`page_size=None`, the default): a server that honoured the size but not
+    the token would otherwise hide keys past the first page. Tokens are followed if they come.
+  - The error body (taken as a gRPC status `{"code", "message", "details"}`, or `{"error"}`) and what delete
+    answers for a key that is gone: with `confirm_gone=True` (the default) a 404 or 400 counts as "already
+    gone" only if listing the user no longer shows the key; else the error stands and the deletion is retried.
+  - The longest expiry: the console offers at most one year; the API's limit is not documented.
+  - No call changes a key's expiry, so `extend_expiry` is False and keys expire at max TTL + grace.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
+from .errors import (
+    CreateOutcomeUnknown,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRejected,
+)
+from .http import CallGuards, ProviderHTTP, as_list, as_object, iso_utc, opt_str, parse_time, req_str
+from .retry import RetryPolicy
+
+DEFAULT_BASE_URL = "https://api.fireworks.ai"
+MAX_PAGES = 10_000
+
+CAPABILITIES = Capabilities(
+    expiry=True,
+    extend_expiry=False,
+    spend_limit=False,
+    models=False,
+    metadata=False,
+    needs_project=False,
+)
+
+
+def user_scope(account_id: str, user_id: str) -> str:
+    """Fireworks' resource name of a user: `accounts/<account>/users/<user>`."""
+    return f"accounts/{account_id}/users/{user_id}"
+
+
+def split_scope(scope: str) -> tuple[str, str]:
+    """(account id, user id) of a `user_scope`; ValueError for anything else."""
+    parts = scope.split("/")
+    if len(parts) != 4 or parts[0] != "accounts" or parts[2] != "users" or not parts[1] or not parts[3]:
+        raise ValueError(f"fireworks: {scope!r} is not accounts/<account id>/users/<user id>")
+    return parts[1], parts[3]
+
+
+def error_message(body: bytes) -> str | None:
+    """Fireworks' message from a gRPC status `{"code", "message"}` or `{"error": str | {"message"}}`;
+    None when the body is neither (a proxy's page)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error")
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    message = parsed.get("message")
+    if isinstance(message, str) and "code" in parsed:
+        return message
+    return None
+
+
+class FireworksClient:
+    """`ProviderClient` for the API keys of one Fireworks user."""
+
+    name = "fireworks"
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        *,
+        admin_key: SecretStr | str,
+        account_id: str,
+        user_id: str,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        guards: CallGuards | None = None,
+        page_size: int | None = None,
+        confirm_gone: bool = True,
+    ) -> None:
+        if not account_id or not user_id:
+            raise ValueError("fireworks: account_id and user_id are required (whose API keys are minted)")
+        self._scope = user_scope(account_id, user_id)
+        split_scope(self._scope)  # rejects ids with a "/" in them
+        self._http = ProviderHTTP(
+            provider=self.name,
+            base_url=base_url or DEFAULT_BASE_URL,
+            admin_key=admin_key,
+            error_parser=error_message,
+            transport=transport,
+            retry=retry,
+            guards=guards,
+        )
+        self._page_size = page_size
+        self._confirm_gone = confirm_gone
+
+    def __repr__(self) -> str:
+        return f"FireworksClient(base_url={self._http.base_url!r}, scope={self._scope!r})"
+
+    @property
+    def scope(self) -> str:
+        return self._scope
+
+    def close(self) -> None:
+        self._http.close()
+
+    @staticmethod
+    def _keys_path(scope: str) -> str:
+        account, user = split_scope(scope)
+        return f"/v1/accounts/{quote(account, safe='')}/users/{quote(user, safe='')}/apiKeys"
+
+    def verify(self, *, deadline: float | None = None) -> None:
+        """List one key of the user: proves the admin key may manage this user's keys."""
+        self._http.call(
+            "GET",
+            self._keys_path(self._scope),
+            op="verify admin key",
+            params={"pageSize": 1},
+            deadline=deadline if deadline is not None else self._http.default_deadline(),
+        )
+
+    def create_key(self, spec: KeySpec, *, deadline: float) -> IssuedKey:
+        op = "create API key"
+        api_key: dict[str, Any] = {"displayName": spec.name}
+        if spec.expires_at is not None:
+            api_key["expireTime"] = iso_utc(spec.expires_at)
+        try:
+            body = self._http.call(
+                "POST",
+                self._keys_path(self._scope),
+                op=op,
+                json={"apiKey": api_key},
+                deadline=deadline,
+                create=True,
+            )
+        except ProviderNotFound as exc:
+            raise ProviderNotFound(
+                self.name,
+                exc.message + f" (check the connection's account_id and user_id: {self._scope})",
+                exc.status,
+            ) from None
+        try:
+            data = as_object(body, self.name, op)
+            key_id = req_str(data, "keyId", self.name, op)
+            secret = req_str(data, "key", self.name, op)
+        except ProviderBadResponse as exc:
+            raise CreateOutcomeUnknown(
+                self.name, exc.message + "; the key may exist without its secret in hand"
+            ) from None
+        return IssuedKey(
+            key_id=key_id,
+            key_name=opt_str(data, "displayName") or spec.name,
+            api_key=SecretStr(secret),
+            expires_at=parse_time(data.get("expireTime")),  # only what Fireworks reports
+            scope=self._scope,
+            created_at=parse_time(data.get("createTime")) or datetime.now(UTC),
+        )
+
+    def delete_key(self, key_id: str, *, scope: str = "", deadline: float) -> bool:
+        """`POST …/apiKeys:delete {"keyId"}`: True if deleted, False if the key is provably gone."""
+        owner = scope or self._scope
+        try:
+            self._http.call(
+                "POST",
+                self._keys_path(owner) + ":delete",
+                op="delete API key",
+                json={"keyId": key_id},
+                deadline=deadline,
+            )
+        except (ProviderNotFound, ProviderRejected) as exc:
+            if self._confirm_gone and exc.status in (400, 404) and self._absent(key_id, owner, exc, deadline):
+                return False
+            raise
+        return True
+
+    def _absent(self, key_id: str, scope: str, cause: ProviderError, deadline: float) -> bool:
+        """Whether a list of the user shows the key gone; a failed list keeps the delete's own error."""
+        try:
+            keys = self._list(scope, deadline=deadline)
+        except ProviderError:
+            raise cause from None
+        return all(key.key_id != key_id for key in keys)
+
+    def find_keys(self, name_prefix: str, *, scope: str | None = None, deadline: float) -> list[ProviderKey]:
+        """Keys of the user (`scope`, else the connection's) whose display name starts with `name_prefix`."""
+        return [
+            k for k in self._list(scope or self._scope, deadline=deadline) if k.name.startswith(name_prefix)
+        ]
+
+    def _list(self, scope: str, *, deadline: float) -> list[ProviderKey]:
+        op = "list API keys"
+        found: dict[str, ProviderKey] = {}
+        params: dict[str, str | int] = {}
+        if self._page_size is not None:
+            params["pageSize"] = self._page_size
+        seen_tokens: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = as_object(
+                self._http.call("GET", self._keys_path(scope), op=op, params=params, deadline=deadline),
+                self.name,
+                op,
+            )
+            # An empty list may be left out of the answer entirely (proto3 JSON omits empty fields).
+            items = as_list(body.get("apiKeys", []), self.name, op, "apiKeys")
+            for item in items:
+                key = as_object(item, self.name, op)
+                key_id = req_str(key, "keyId", self.name, op)
+                found.setdefault(
+                    key_id,
+                    ProviderKey(
+                        key_id=key_id,
+                        name=opt_str(key, "displayName") or "",
+                        created_at=parse_time(key.get("createTime")),
+                        scope=scope,
+                    ),
+                )
+            token = body.get("nextPageToken")
+            if not items or not isinstance(token, str) or not token:
+                return list(found.values())
+            if token in seen_tokens:
+                raise ProviderBadResponse(self.name, f"{self.name}: {op}: the same page token came back")
+            seen_tokens.add(token)
+            params = {**params, "pageToken": token}
+        raise ProviderBadResponse(self.name, f"{self.name}: {op}: more than {MAX_PAGES} pages")
+
+    def extend_key(self, key_id: str, *, scope: str, expires_at: datetime, deadline: float) -> None:
+        raise NotImplementedError("fireworks: no call changes a key's expiry")
