@@ -5,6 +5,10 @@ the same sources and compared in one run: file size; exec-to-handshake start (th
 freshly copied file with its pages dropped from the cache, then warm starts); and, mounted side by side on one
 OpenBao server against one emulator, creds reads/s at 4 clients and plugin CPU per issue in alternating
 phases, then the RSS of each plugin (summed over its processes).
+
+The control: each build is mounted twice (two copies of the same file, two plugin processes), and the
+figures of the two copies of one build are compared like the two builds are. A difference between the builds
+no larger than the one between two copies of the same build is noise, not a difference.
 """
 
 from __future__ import annotations
@@ -96,6 +100,28 @@ def starts(builds: dict[str, Path], work: Path, runs: int) -> None:
         )
 
 
+def _emit_control(
+    builds: dict[str, Path], rates: dict[str, list[float]], cpu_per_issue: dict[str, list[float]]
+) -> None:
+    """The difference between the builds beside the difference between two copies of one build (noise)."""
+
+    def gap(a: list[float], b: list[float]) -> float:
+        return (statistics.median(a) / statistics.median(b) - 1) * 100
+
+    def pooled(figures: dict[str, list[float]], build: str) -> list[float]:
+        return figures[f"{build}-a"] + figures[f"{build}-b"]
+
+    for figure, figures in (("cpu_per_issue", cpu_per_issue), ("creds_per_s", rates)):
+        emit(
+            f"onefile_vs_zipapp_{figure}",
+            gap(pooled(figures, "onefile"), pooled(figures, "zipapp")),
+            "%",
+            copies_of_one_build_differ_by=[
+                round(abs(gap(figures[f"{b}-a"], figures[f"{b}-b"])), 1) for b in builds
+            ],
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each creds-read phase")
@@ -129,63 +155,73 @@ def main() -> int:
             client = bao.client()
             meters: dict[str, Meter] = {}
             trees: dict[str, list[psutil.Process]] = {}
-            for build, path, sha in (("onefile", onefile, onefile_sha), ("zipapp", zipapp, zipapp_sha)):
-                bao.register_plugin(f"llm-{build}", path.name, sha)
-                bao.enable(f"llm-{build}", build)
-                trees[build] = process_tree(plugin_process(bao, path).pid)
-                pids += [p.pid for p in trees[build]]
-                meters[build] = Meter(trees[build], psutil.Process(bao.proc.pid))
+            mounts = {f"{build}-{copy}": builds[build] for copy in ("a", "b") for build in builds}
+            for mount, original in mounts.items():
+                path = onefile_dir / f"{ENGINE_NAME}-{mount}"
+                shutil.copyfile(original, path)  # a file of its own: one plugin process per mount
+                path.chmod(0o755)
+                bao.register_plugin(
+                    f"llm-{mount}", path.name, onefile_sha if "onefile" in mount else zipapp_sha
+                )
+                bao.enable(f"llm-{mount}", mount)
+                trees[mount] = process_tree(plugin_process(bao, path).pid)
+                pids += [p.pid for p in trees[mount]]
+                meters[mount] = Meter(trees[mount], psutil.Process(bao.proc.pid))
                 client.write(
-                    f"{build}/config/bench",
+                    f"{mount}/config/bench",
                     provider="openrouter",
                     admin_key=admin_key,
                     base_url=emu_server.base_url,
                 )
-                client.write(f"{build}/roles/bench", connection="bench", ttl="10m", max_ttl="1h")
+                client.write(f"{mount}/roles/bench", connection="bench", ttl="10m", max_ttl="1h")
             list(pool.map(warm, [bao.addr] * args.clients))
 
-            rates: dict[str, list[float]] = {b: [] for b in builds}
-            cpu_per_issue: dict[str, list[float]] = {b: [] for b in builds}
-            p50: dict[str, list[float]] = {b: [] for b in builds}
+            rates: dict[str, list[float]] = {m: [] for m in mounts}
+            cpu_per_issue: dict[str, list[float]] = {m: [] for m in mounts}
+            p50: dict[str, list[float]] = {m: [] for m in mounts}
             for round_no in range(args.rounds):
-                order = list(builds) if round_no % 2 == 0 else list(reversed(builds))  # neither always first
-                for build in order:
-                    job = (bao.addr, f"/v1/{build}/creds/bench", args.seconds, 0)
-                    with meters[build].phase() as cpu:
+                order = list(mounts) if round_no % 2 == 0 else list(reversed(mounts))  # none always first
+                for mount in order:
+                    job = (bao.addr, f"/v1/{mount}/creds/bench", args.seconds, 0)
+                    with meters[mount].phase() as cpu:
                         runs = list(pool.map(read_worker, [job] * args.clients))
-                    check(runs, f"creds reads on {build}")
+                    check(runs, f"creds reads on {mount}")
                     lat = sorted(x for r in runs for x in r.latencies)
-                    rates[build].append(len(lat) / cpu["wall"])
-                    cpu_per_issue[build].append(cpu["plugin"] / len(lat) * 1000)
-                    p50[build].append(percentile(lat, 0.5) * 1000)
-                    client.sys.revoke_prefix(f"{build}/creds/bench")  # keep the server's lease count low
+                    rates[mount].append(len(lat) / cpu["wall"])
+                    cpu_per_issue[mount].append(cpu["plugin"] / len(lat) * 1000)
+                    p50[mount].append(percentile(lat, 0.5) * 1000)
+                    client.sys.revoke_prefix(f"{mount}/creds/bench")  # keep the server's lease count low
             for build in builds:
+                copies = [f"{build}-a", f"{build}-b"]
                 common: dict[str, object] = {"build": build, "clients": args.clients, "rounds": args.rounds}
+                both_rates = [r for m in copies for r in rates[m]]
+                both_cpu = [c for m in copies for c in cpu_per_issue[m]]
                 emit(
                     "creds_read_per_s",
-                    statistics.median(rates[build]),
+                    statistics.median(both_rates),
                     "req/s",
-                    per_round=[round(r) for r in rates[build]],
+                    per_copy=[round(statistics.median(rates[m])) for m in copies],
                     **common,
                 )
-                emit("creds_read_p50", statistics.median(p50[build]), "ms", **common)
+                emit("creds_read_p50", statistics.median([x for m in copies for x in p50[m]]), "ms", **common)
                 emit(
                     "plugin_cpu_per_issue",
-                    statistics.median(cpu_per_issue[build]),
+                    statistics.median(both_cpu),
                     "ms",
-                    per_round=[round(c, 2) for c in cpu_per_issue[build]],
+                    per_copy=[round(statistics.median(cpu_per_issue[m]), 3) for m in copies],
                     **common,
                 )
-                current, peak = rss_mb(trees[build])
+                current, peak = rss_mb(trees[copies[0]])
                 emit(
                     "plugin_rss",
                     current,
                     "MB",
                     build=build,
                     peak_mb=round(peak, 1),
-                    processes=len(trees[build]),
+                    processes=len(trees[copies[0]]),
                     target="<= 80",
                 )
+            _emit_control(builds, rates, cpu_per_issue)
             emit("provider_keys_left", emu.create_count - emu.delete_count, "keys", created=emu.create_count)
         finally:
             bao.stop()
