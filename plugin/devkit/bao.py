@@ -183,6 +183,16 @@ class BaoServer:
             stop_process(self.proc)
         self.proc = None
 
+    def stop_with_plugins(self, timeout: float = 10.0) -> list[int]:
+        """Stop the server; SIGKILL (by PID) any of its plugin processes still alive `timeout` s later (a
+        plugin must exit with its host); return the PIDs that had to be killed, for callers to assert on."""
+        pids: list[int] = []
+        if self.proc is not None:
+            with contextlib.suppress(psutil.Error):
+                pids = [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+        self.stop()
+        return kill_leftovers(pids, timeout=timeout)
+
     def __enter__(self) -> BaoServer:
         return self.start()
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 from agent_kube_api import FakeKubernetesApi, new_service_account, throwaway_ca_pem
-from devkit.bao import BaoServer, bao_binary, kill_leftovers, stop_process
+from devkit.bao import BaoServer, bao_binary, stop_process
 from devkit.build import ENGINE_NAME, build_engine
+from devkit.raw_api import RawApi
 from llm_emulators import OpenAIEmulator
 from llm_emulators.core import EmulatorServer
 
@@ -91,16 +92,7 @@ class AgentStack:
     emu_server: EmulatorServer
     kube: FakeKubernetesApi
     token_file: Path
-    http: httpx.Client
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        resp = self.http.request(method, path, **kwargs)
-        return resp.status_code, (resp.json() if resp.content else {})
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        status, body = self.call(method, path, **kwargs)
-        assert status in (200, 204), (method, path, status, body)
-        return body
+    api: RawApi  # as root
 
     def infer(self, api_key: str) -> int:
         """Status of one chat completion at the emulator with `api_key` (200 works, 401 deleted)."""
@@ -119,7 +111,7 @@ class AgentStack:
         return None
 
     def lease_ids(self) -> list[str]:
-        status, body = self.call("LIST", f"sys/leases/lookup/{MOUNT}/creds/{ROLE}/")
+        status, body = self.api.call("LIST", f"sys/leases/lookup/{MOUNT}/creds/{ROLE}/")
         if status == 404:
             return []
         assert status == 200, (status, body)
@@ -127,14 +119,14 @@ class AgentStack:
 
     def set_role_ttls(self, ttl: int, max_ttl: int) -> None:
         """TTLs of role `chatbot` for the leases read from now on."""
-        self.ok(
+        self.api.ok(
             "POST",
             f"{MOUNT}/roles/{ROLE}",
             json={"connection": "main", "ttl": f"{ttl}s", "max_ttl": f"{max_ttl}s", "project_id": PROJECT},
         )
 
     def revoke_all(self) -> None:
-        self.ok("PUT", f"sys/leases/revoke-prefix/{MOUNT}/creds/{ROLE}")
+        self.api.ok("PUT", f"sys/leases/revoke-prefix/{MOUNT}/creds/{ROLE}")
 
 
 @dataclass(frozen=True)
@@ -158,14 +150,12 @@ def start_stack(workdir: Path, engine: BuiltEngine) -> AgentStack:
         undo.callback(emu_server.stop)
         kube = FakeKubernetesApi()
         undo.callback(kube.stop)
-        http = httpx.Client(
-            base_url=f"{server.addr}/v1/", headers={"X-Vault-Token": server.root_token}, timeout=60
-        )
-        undo.callback(http.close)
+        api = RawApi(server.addr, server.root_token)
+        undo.callback(api.close)
         account = new_service_account(NAMESPACE, ROLE)
         token_file = workdir / "serviceaccount-token"
         token_file.write_text(kube.issue_token(account))
-        stack = AgentStack(server, engine.path, emulator, emu_server, kube, token_file, http)
+        stack = AgentStack(server, engine.path, emulator, emu_server, kube, token_file, api)
         _configure(stack, engine.sha256)
         undo.pop_all()
         return stack
@@ -174,9 +164,9 @@ def start_stack(workdir: Path, engine: BuiltEngine) -> AgentStack:
 
 def _configure(stack: AgentStack, sha256: str) -> None:
     catalog = {"sha256": sha256, "command": ENGINE_NAME}
-    stack.ok("PUT", f"sys/plugins/catalog/secret/{ENGINE_NAME}", json=catalog)
-    stack.ok("POST", f"sys/mounts/{MOUNT}", json={"type": ENGINE_NAME})
-    stack.ok(
+    stack.api.ok("PUT", f"sys/plugins/catalog/secret/{ENGINE_NAME}", json=catalog)
+    stack.api.ok("POST", f"sys/mounts/{MOUNT}", json={"type": ENGINE_NAME})
+    stack.api.ok(
         "POST",
         f"{MOUNT}/config/main",
         json={
@@ -186,9 +176,9 @@ def _configure(stack: AgentStack, sha256: str) -> None:
         },
     )
     stack.set_role_ttls(600, 3600)
-    stack.ok("PUT", f"sys/policies/acl/{APP_POLICY_NAME}", json={"policy": APP_POLICY_FILE.read_text()})
-    stack.ok("POST", "sys/auth/kubernetes", json={"type": "kubernetes"})
-    stack.ok(
+    stack.api.ok("PUT", f"sys/policies/acl/{APP_POLICY_NAME}", json={"policy": APP_POLICY_FILE.read_text()})
+    stack.api.ok("POST", "sys/auth/kubernetes", json={"type": "kubernetes"})
+    stack.api.ok(
         "POST",
         "auth/kubernetes/config",
         json={
@@ -197,7 +187,7 @@ def _configure(stack: AgentStack, sha256: str) -> None:
             "disable_local_ca_jwt": True,
         },
     )
-    stack.ok(
+    stack.api.ok(
         "POST",
         f"auth/kubernetes/role/{ROLE}",
         json={
@@ -212,10 +202,8 @@ def _configure(stack: AgentStack, sha256: str) -> None:
 def stop_stack(stack: AgentStack) -> list[int]:
     """Stop the server (and SIGKILL, by PID, plugin processes still alive 10 s later), the emulator and the
     fake API; return the PIDs that had to be killed."""
-    pids = stack.server.plugin_pids(stack.engine_path.parent)
-    stack.http.close()
-    stack.server.stop()
-    survivors = kill_leftovers(pids, timeout=10)
+    stack.api.close()
+    survivors = stack.server.stop_with_plugins()
     stack.emu_server.stop()
     stack.kube.stop()
     return survivors
@@ -386,7 +374,7 @@ class Timeline:
     def _poll(self) -> None:
         now = time.time()
         for lease_id in self.stack.lease_ids():
-            status, body = self.stack.call("PUT", "sys/leases/lookup", json={"lease_id": lease_id})
+            status, body = self.stack.api.call("PUT", "sys/leases/lookup", json={"lease_id": lease_id})
             with self._lock:
                 seen = self.leases.get(lease_id)
                 if status != 200:

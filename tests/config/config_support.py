@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from devkit.cluster import HEALTH_ACTIVE, BaoNode, InitResult, free_ports
+from devkit.raw_api import RawApi
 from devkit.render_config import ENGINE_NAME
 from devkit.waiting import wait_for
 from llm_emulators import OpenRouterEmulator
@@ -103,27 +104,7 @@ def single_node(config_text: str, workdir: Path) -> Iterator[SingleNode]:
 # --- HTTP -------------------------------------------------------------------------------------------------
 
 
-class Api:
-    """Raw calls to a server with one token: (status, JSON body) for any status."""
-
-    def __init__(self, addr: str, token: str) -> None:
-        self._http = httpx.Client(base_url=f"{addr}/v1/", headers={"X-Vault-Token": token}, timeout=60)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        resp = self._http.request(method, path, **kwargs)
-        body: dict[str, Any] = resp.json() if resp.content else {}
-        return resp.status_code, body
-
-    def status(self, method: str, path: str, **kwargs: Any) -> int:
-        return self.call(method, path, **kwargs)[0]
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        status, body = self.call(method, path, **kwargs)
-        assert status in (200, 204), (method, path, status, body)
-        return body
-
-    def close(self) -> None:
-        self._http.close()
+Api = RawApi  # raw calls to a server with one token: (status, JSON body) for any status
 
 
 def enable_engine(api: Api, mount: str = "llm") -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import psutil
-from devkit.bao import BaoServer, kill_leftovers
+from devkit.bao import BaoServer
 from devkit.build import build_engine
 from devkit.waiting import wait_for
 from llm_emulators import OpenRouterEmulator
@@ -98,12 +98,8 @@ def stop(slow: SlowServer) -> list[int]:
     """Stop the server; SIGKILL (by PID) plugin processes still alive 10 s later; return those."""
     for thread in slow._unmounts:
         thread.join(timeout=30)
-    pids: list[int] = []
-    with contextlib.suppress(psutil.Error):
-        pids = [p.pid for p in slow.server.plugin_processes(slow.engine)]
     slow.api.close()
-    slow.server.stop()
-    return kill_leftovers(pids, timeout=10)
+    return slow.server.stop_with_plugins()
 
 
 # --- mounts --------------------------------------------------------------------------------------------

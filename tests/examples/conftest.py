@@ -14,7 +14,7 @@ from devkit.bao import BaoServer
 
 # The shared helpers live beside this file; make them importable under any pytest import mode.
 sys.path.insert(0, str(Path(__file__).parent))
-from examples_support import Api, Provider, chatbot_provider, start_engine_server, stop_server
+from examples_support import Api, Provider, chatbot_provider, start_engine_server
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     try:
         yield server
     finally:
-        survivors = stop_server(server)
+        survivors = server.stop_with_plugins()
     assert not survivors, f"plugin processes {survivors} outlived the stopped server (see {server.log_path})"
 
 

@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
-from devkit.bao import BaoServer, kill_leftovers
+from devkit.bao import BaoServer
 from devkit.build import build_engine
+from devkit.raw_api import RawApi
 from llm_emulators import OpenAIEmulator
 from llm_emulators.core import EmulatorServer
 
@@ -66,25 +65,11 @@ class RecordingOpenAI(OpenAIEmulator):
         return [c.at for c in self.chats if c.key_id == key_id and c.status == 200]
 
 
-class Api:
+class Api(RawApi):
     """Raw calls to the server as root."""
 
     def __init__(self, server: BaoServer) -> None:
-        self._http = httpx.Client(
-            base_url=f"{server.addr}/v1/", headers={"X-Vault-Token": server.root_token}, timeout=60
-        )
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        resp = self._http.request(method, path, **kwargs)
-        return resp.status_code, (resp.json() if resp.content else {})
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        status, body = self.call(method, path, **kwargs)
-        assert status in (200, 204), (method, path, status, body)
-        return body
-
-    def lease_exists(self, lease_id: str) -> bool:
-        return self.call("PUT", "sys/leases/lookup", json={"lease_id": lease_id})[0] == 200
+        super().__init__(server.addr, server.root_token)
 
     def live_leases(self) -> list[str]:
         status, body = self.call("LIST", f"sys/leases/lookup/{MOUNT}/creds/{ROLE}/")
@@ -100,9 +85,6 @@ class Api:
         )
         return str(body["auth"]["client_token"])
 
-    def close(self) -> None:
-        self._http.close()
-
 
 def start_engine_server(workdir: Path) -> BaoServer:
     """A dev server with the engine registered by sha256 and mounted at llm/; stopped by PID on failure."""
@@ -115,16 +97,6 @@ def start_engine_server(workdir: Path) -> BaoServer:
         server.stop()
         raise
     return server
-
-
-def stop_server(server: BaoServer) -> list[int]:
-    """Stop `server`; SIGKILL (by PID) any plugin process of it still alive 10 s later; return those."""
-    pids: list[int] = []
-    if server.proc is not None:
-        with contextlib.suppress(psutil.Error):
-            pids = [p.pid for p in psutil.Process(server.proc.pid).children()]
-    server.stop()
-    return kill_leftovers(pids, timeout=10)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 from devkit.bao import BaoServer, kill_leftovers
+from devkit.raw_api import RawApi
 from llm_emulators import OpenRouterEmulator
 from llm_emulators.core import EmulatorServer
 
@@ -96,25 +97,11 @@ def log_of(server: BaoServer) -> str:
 # --- the engine, end to end -----------------------------------------------------------------------------
 
 
-class Api:
+class Api(RawApi):
     """Raw calls to the server's HTTP API with the root token: (status, JSON body)."""
 
     def __init__(self, server: BaoServer) -> None:
-        self._http = httpx.Client(
-            base_url=f"{server.addr}/v1/", headers={"X-Vault-Token": server.root_token}, timeout=60
-        )
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        resp = self._http.request(method, path, **kwargs)
-        return resp.status_code, (resp.json() if resp.content else {})
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        status, body = self.call(method, path, **kwargs)
-        assert status in (200, 204), (method, path, status, body)
-        return body
-
-    def close(self) -> None:
-        self._http.close()
+        super().__init__(server.addr, server.root_token)
 
 
 @contextlib.contextmanager

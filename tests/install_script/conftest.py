@@ -23,7 +23,6 @@ from install_script_support import (
     build_releases,
     openai_provider,
     start_server,
-    stop_server,
 )
 
 
@@ -38,7 +37,7 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     try:
         yield server
     finally:
-        survivors = stop_server(server)
+        survivors = server.stop_with_plugins()
     assert not survivors, f"plugin processes {survivors} outlived the stopped server (see {server.log_path})"
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
-from devkit.bao import BaoServer, kill_leftovers
+from devkit.bao import BaoServer
+from devkit.raw_api import RawApi
 from devkit.release import Release, build_release
 from llm_emulators import OpenAIEmulator
 from llm_emulators.core import EmulatorServer
@@ -47,16 +47,6 @@ def start_server(workdir: Path, extra_config: str = "") -> BaoServer:
     that appears in no other text, so a test can assert the script never prints it."""
     token = f"tok-{secrets.token_hex(12)}"
     return BaoServer(workdir, workdir / "plugins", root_token=token, extra_config=extra_config).start()
-
-
-def stop_server(server: BaoServer) -> list[int]:
-    """Stop `server`; SIGKILL (by PID) any plugin process of it still alive 10 s later; return those."""
-    pids: list[int] = []
-    if server.proc is not None:
-        with contextlib.suppress(psutil.Error):
-            pids = [p.pid for p in psutil.Process(server.proc.pid).children()]
-    server.stop()
-    return kill_leftovers(pids, timeout=10)
 
 
 @dataclass(frozen=True)
@@ -90,22 +80,11 @@ def run_install(
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-class Api:
-    """Raw calls to the server as root: (status, body) for any status."""
+class Api(RawApi):
+    """Raw calls to the server as root (or `token`): (status, body) for any status."""
 
     def __init__(self, server: BaoServer, token: str | None = None) -> None:
-        self._http = httpx.Client(
-            base_url=f"{server.addr}/v1/", headers={"X-Vault-Token": token or server.root_token}, timeout=60
-        )
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        resp = self._http.request(method, path, **kwargs)
-        return resp.status_code, (resp.json() if resp.content else {})
-
-    def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        status, body = self.call(method, path, **kwargs)
-        assert status in (200, 204), (method, path, status, body)
-        return body
+        super().__init__(server.addr, token or server.root_token)
 
     def mount(self, path: str) -> dict[str, Any]:
         return dict(self.ok("GET", f"sys/mounts/{path}")["data"])

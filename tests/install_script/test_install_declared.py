@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from devkit.bao import BaoServer
-from install_script_support import VERSION_A, Api, Releases, run_install, start_server, stop_server
+from install_script_support import VERSION_A, Api, Releases, run_install, start_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +37,7 @@ def declared_server(tmp_path: Path, releases: Releases) -> Iterator[BaoServer]:
     try:
         yield server
     finally:
-        stop_server(server)
+        server.stop_with_plugins()
 
 
 def test_a_declared_version_is_used_as_is(declared_server: BaoServer, releases: Releases, home: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from devkit.bao import BaoServer, free_port
 from devkit.install import EXIT_COPY_NEEDED, EXIT_FAILED
-from install_script_support import VERSION_A, Api, Releases, Run, run_install, start_server, stop_server
+from install_script_support import VERSION_A, Api, Releases, Run, run_install, start_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -70,7 +70,7 @@ def test_server_sealed(tmp_path: Path, releases: Releases, home: Path) -> None:
         run = run_install(server, releases.a.executable, home=home)
         assert_refused(run, "is sealed: unseal it first")
     finally:
-        stop_server(server)
+        server.stop_with_plugins()
 
 
 def test_token_refused(bao: BaoServer, releases: Releases, home: Path) -> None:
