@@ -7,7 +7,8 @@ Wire contract of `ProviderHTTP.call`:
   runs under a `budget.CallBudget` that cuts every socket operation to the time left and aborts the call
   when the caller (Vault) cancels it; each attempt's timeouts are also connect 5 s, read/write 15 s;
 - the connection's `bulkhead.Bulkhead` admits the call first: past its share of threads the call fails
-  fast with `ProviderBusy`, never sent;
+  fast with `ProviderBusy`, never sent; the waits between attempts are not counted as the provider's
+  slowness there;
 - answers are read as streams and capped (`body.MAX_BODY_BYTES`; error bodies are truncated);
 - 2xx -> the parsed JSON body (None when empty);
 - 401/403 -> ProviderAuthError; 404 -> ProviderNotFound; 429 -> ProviderRateLimited (Retry-After);
@@ -38,11 +39,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from vaultplugin.hub import run_blocking
 
 from .base import SecretStr
 from .body import ERROR_BODY_BYTES, MAX_BODY_BYTES, BadEncoding, BodyTooLarge, describe_size, read_body
 from .budget import CallBudget, CancelSignal
-from .bulkhead import MAX_WAIT, Bulkhead
+from .bulkhead import MAX_WAIT, Bulkhead, Slot
 from .errors import (
     CreateOutcomeUnknown,
     ProviderAuthError,
@@ -56,7 +58,7 @@ from .errors import (
     scrub,
 )
 from .retry import MIN_ATTEMPT_SECONDS, RetryPolicy
-from .transport import GuardedTransport, environment_proxy
+from .transport import GuardedTransport, environment_proxy, runs_here
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +211,18 @@ class ProviderHTTP:
         `op` names the operation in messages ("create key", "delete key"...). `create=True` marks a
         non-idempotent create: it is retried only when the failure proves it was not processed.
         """
+        if not runs_here(self._transport, self.guards.bulkhead):  # on the plugin's hub, where it may not wait
+            return run_blocking(
+                lambda: self.call(
+                    method, path, op=op, deadline=deadline, params=params, json=json, create=create
+                )
+            )
         what = f"{self.provider}: {op}"
-        with self._admission(what, deadline):
+        with self._admission(what, deadline) as slot:
             seconds = deadline - self.retry.clock()
             with CallBudget(seconds, self.guards.cancel_signal()) as budget:
+                # A wait between attempts keeps the slot but is not time at the provider (bulkhead.py).
+                pause = budget.pause if slot is None else slot.resting(budget.pause)
                 return self.retry.call(
                     lambda: self._attempt(
                         method,
@@ -227,10 +237,10 @@ class ProviderHTTP:
                     deadline=deadline,
                     create=create,
                     what=self.provider + " " + op,
-                    pause=budget.pause,
+                    pause=pause,
                 )
 
-    def _admission(self, what: str, deadline: float) -> AbstractContextManager[None]:
+    def _admission(self, what: str, deadline: float) -> AbstractContextManager[Slot | None]:
         bulkhead = self.guards.bulkhead
         if bulkhead is None:
             return nullcontext()
