@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from vaultplugin.framework.errors import ReadOnlyStorage, asks_to_forward
-from vaultplugin.framework.logical import StorageError
+from vaultplugin.framework.errors import ReadOnlyStorage, VaultError, asks_to_forward
+from vaultplugin.framework.logical import Alias, Entity, Group, StorageError
 from vaultplugin.grpc_client import RpcError, UnaryClient
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.wire import ns_to_seconds
@@ -51,9 +53,41 @@ class GrpcStorage:
         return list(self._call("List", pb.StorageListArgs(prefix=prefix), pb.StorageListReply).keys)
 
 
+def _frozen_map(pairs: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(pairs))
+
+
+def _alias(a: Any) -> Alias:
+    return Alias(
+        id=a.ID,
+        mount_accessor=a.mount_accessor,
+        mount_type=a.mount_type,
+        name=a.name,
+        metadata=_frozen_map(a.metadata),
+        custom_metadata=_frozen_map(a.custom_metadata),
+        namespace_id=a.namespace_id,
+        local=a.local,
+    )
+
+
+def _entity(e: Any) -> Entity:
+    return Entity(
+        id=e.ID,
+        name=e.name,
+        metadata=_frozen_map(e.metadata),
+        disabled=e.disabled,
+        namespace_id=e.namespace_id,
+        aliases=tuple(_alias(a) for a in e.aliases),
+    )
+
+
+def _group(g: Any) -> Group:
+    return Group(id=g.ID, name=g.name, metadata=_frozen_map(g.metadata), namespace_id=g.namespace_id)
+
+
 class GrpcSystemView:
     """Mount facts from the host. TTLs are read live: an operator may tune the mount at any time.
-    Errors raise (RpcError)."""
+    Errors of the TTL and replication calls raise RpcError; the identity calls raise VaultError."""
 
     def __init__(self, client: UnaryClient) -> None:
         self._client = client
@@ -69,3 +103,26 @@ class GrpcSystemView:
     def replication_state(self) -> int:
         reply = _invoke(self._client, "/pb.SystemView/ReplicationState", pb.Empty(), pb.ReplicationStateReply)
         return int(reply.state)
+
+    def _identity_call(self, name: str, entity_id: str, reply_type: Any) -> Any:
+        try:
+            reply = _invoke(
+                self._client, f"/pb.SystemView/{name}", pb.EntityInfoArgs(entity_id=entity_id), reply_type
+            )
+        except RpcError as exc:
+            raise VaultError(f"could not look up the requesting entity ({name}): {exc}") from None
+        if reply.err:
+            raise VaultError(f"could not look up the requesting entity ({name}): {reply.err}")
+        return reply
+
+    def entity_info(self, entity_id: str) -> Entity | None:
+        if not entity_id:
+            return None  # the host would answer "none" too: spare the call
+        reply = self._identity_call("EntityInfo", entity_id, pb.EntityInfoReply)
+        return _entity(reply.entity) if reply.HasField("entity") else None
+
+    def groups_for_entity(self, entity_id: str) -> tuple[Group, ...]:
+        if not entity_id:
+            return ()
+        reply = self._identity_call("GroupsForEntity", entity_id, pb.GroupsForEntityReply)
+        return tuple(_group(g) for g in reply.groups)

@@ -28,6 +28,9 @@ from vaultplugin.framework.errors import (
 from vaultplugin.framework.fields import Field, FieldData, FieldType
 from vaultplugin.framework.help import path_help, root_help
 from vaultplugin.framework.logical import (
+    Alias,
+    Entity,
+    Group,
     LeaseInfo,
     Operation,
     Request,
@@ -58,16 +61,19 @@ from vaultplugin.framework.wal import WalEntry, WalRollback, delete_wal, get_wal
 
 __all__ = [
     "SECRET_TYPE_KEY",
+    "Alias",
     "Backend",
     "BackendType",
     "BadRequest",
     "CleanFunc",
     "CodedError",
+    "Entity",
     "ErrType",
     "ExistenceCheck",
     "Field",
     "FieldData",
     "FieldType",
+    "Group",
     "Handler",
     "InMemoryStorage",
     "InitializeFunc",

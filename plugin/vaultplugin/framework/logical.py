@@ -6,6 +6,7 @@ JSON-like data is `dict[str, Any]`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -49,8 +50,48 @@ REPLICATION_PERFORMANCE_SECONDARY = 1 << 6
 REPLICATION_PERFORMANCE_STANDBY = 1 << 14
 
 
+@dataclass(frozen=True)
+class Alias:
+    """One of an entity's logins: the name it has at one auth mount (Vault's `logical.Alias`)."""
+
+    id: str
+    mount_accessor: str  # e.g. auth_userpass_1a2b3c4d
+    mount_type: str  # e.g. userpass
+    name: str  # the name at that auth method: the userpass user, the approle role id, ...
+    metadata: Mapping[str, str] = field(default_factory=dict)  # set by the auth method
+    custom_metadata: Mapping[str, str] = field(default_factory=dict)  # set by an operator
+    namespace_id: str = ""
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class Entity:
+    """The identity behind a request's token (Vault's `logical.Entity`): only aliases of the mount's
+    namespace are included."""
+
+    id: str
+    name: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    disabled: bool = False
+    namespace_id: str = ""  # OpenBao 2.7 leaves it empty here
+    aliases: tuple[Alias, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """An identity group the entity belongs to, directly or through a parent group."""
+
+    id: str
+    name: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    namespace_id: str = ""
+
+
 class SystemView(Protocol):
-    """What the host tells a backend about its mount."""
+    """What the host tells a backend about its mount, and about a request's identity.
+
+    A call the host cannot answer raises `VaultError` (a 500 whose message says which call failed).
+    """
 
     def default_lease_ttl(self) -> float: ...
 
@@ -58,6 +99,15 @@ class SystemView(Protocol):
 
     def replication_state(self) -> int:
         """This node's `REPLICATION_*` bits (0 on a server without HA or replication)."""
+        ...
+
+    def entity_info(self, entity_id: str) -> Entity | None:
+        """The entity `entity_id` (a request's `entity_id`), or None: no id (a root or token-store token
+        has none), or no such entity (deleted since the token was made)."""
+        ...
+
+    def groups_for_entity(self, entity_id: str) -> tuple[Group, ...]:
+        """The groups of the entity, direct and inherited; () when there is no id or no such entity."""
         ...
 
 

@@ -10,6 +10,8 @@ Every path exists to make one protocol behaviour observable through Vault's HTTP
 - ``crash``: write a WAL entry, then kill the plugin process (a crash in the middle of an operation);
 - ``wal``, ``rollbacks``: the WAL entries left, and what the WAL rollback callback undid;
 - ``pid``: the plugin process's id (to kill it from a test);
+- ``identity``: what the host's SystemView EntityInfo and GroupsForEntity say of the requesting entity (or of
+  the ``entity_id`` asked for);
 - ``errors/...``: one path for each error class (400, 502, 500, and 405 on write);
 - and a Setup that refuses a mount with the option ``fail_setup``.
 
@@ -26,11 +28,14 @@ import uuid
 from typing import Any
 
 from vaultplugin.framework import (
+    Alias,
     Backend,
     BadRequest,
+    Entity,
     Field,
     FieldData,
     FieldType,
+    Group,
     Operation,
     OperationSpec,
     Path,
@@ -214,6 +219,19 @@ class E2EBackend(Backend):
                     description="Lets a test find and kill the process that serves this mount.",
                 ),
                 Path(
+                    "identity",
+                    fields={
+                        "entity_id": Field(
+                            FieldType.STRING,
+                            "Ask about this entity instead of the requesting one.",
+                            query=True,
+                        )
+                    },
+                    operations={Operation.READ: self._identity},
+                    synopsis="What the host says of an entity and its groups.",
+                    description="The SystemView EntityInfo and GroupsForEntity answers, field by field.",
+                ),
+                Path(
                     "errors/bad-request",
                     operations={Operation.READ: self._bad_request},
                     synopsis="Always answers 400.",
@@ -355,6 +373,19 @@ class E2EBackend(Backend):
     def _pid(self, req: Request, d: FieldData) -> Response:
         return Response(data={"pid": os.getpid(), "ppid": os.getppid()})
 
+    def _identity(self, req: Request, d: FieldData) -> Response:
+        entity_id, asked = d.get_ok("entity_id")
+        subject = str(entity_id) if asked else req.entity_id
+        entity = self.system.entity_info(subject)
+        groups = self.system.groups_for_entity(subject)
+        return Response(
+            data={
+                "request_entity_id": req.entity_id,
+                "entity": None if entity is None else _entity_json(entity),
+                "groups": [_group_json(g) for g in groups],
+            }
+        )
+
     def _bad_request(self, req: Request, d: FieldData) -> None:
         raise BadRequest(BAD_REQUEST_MESSAGE)
 
@@ -366,6 +397,34 @@ class E2EBackend(Backend):
 
     def _read_only(self, req: Request, d: FieldData) -> Response:
         return Response(data={"read_only": True})
+
+
+def _alias_json(a: Alias) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "mount_accessor": a.mount_accessor,
+        "mount_type": a.mount_type,
+        "name": a.name,
+        "metadata": dict(a.metadata),
+        "custom_metadata": dict(a.custom_metadata),
+        "namespace_id": a.namespace_id,
+        "local": a.local,
+    }
+
+
+def _entity_json(e: Entity) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "name": e.name,
+        "metadata": dict(e.metadata),
+        "disabled": e.disabled,
+        "namespace_id": e.namespace_id,
+        "aliases": [_alias_json(a) for a in e.aliases],
+    }
+
+
+def _group_json(g: Group) -> dict[str, Any]:
+    return {"id": g.id, "name": g.name, "metadata": dict(g.metadata), "namespace_id": g.namespace_id}
 
 
 def _print_noise_later() -> None:
