@@ -1,4 +1,5 @@
-"""Fake admin APIs of LLM providers (OpenAI, OpenRouter, LiteLLM, xAI, Fireworks) for tests and demos.
+"""Fake admin APIs of LLM providers (OpenAI, OpenRouter, LiteLLM, Anthropic, xAI, Fireworks) for tests
+and demos.
 
 Each emulator is the provider's key-management API as a pure function (``emu.handle``), usable in-process with
 ``httpx.MockTransport`` or over a loopback HTTP server (``emu.serve()``), with fault knobs (rate limits,
@@ -6,6 +7,7 @@ Each emulator is the provider's key-management API as a pure function (``emu.han
 shapes in ``docs/provider-admin-apis.md`` and are never kinder than the real APIs.
 """
 
+from .anthropic import AnthropicEmulator
 from .core import Emulator, EmulatorServer, Fault, FaultKind, FaultSet, LiveKey, Op
 from .fireworks import FireworksEmulator
 from .litellm import LiteLLMEmulator
@@ -15,6 +17,7 @@ from .xai import XAIEmulator
 
 __all__ = [
     "EMULATORS",
+    "AnthropicEmulator",
     "Emulator",
     "EmulatorServer",
     "Fault",
@@ -33,6 +36,7 @@ EMULATORS: dict[str, type[Emulator]] = {
     "openai": OpenAIEmulator,
     "openrouter": OpenRouterEmulator,
     "litellm": LiteLLMEmulator,
+    "anthropic": AnthropicEmulator,
     "xai": XAIEmulator,
     "fireworks": FireworksEmulator,
 }

@@ -1,6 +1,6 @@
 """``python -m llm_emulators PROVIDER [--port N] [--admin-key K] [--latency S]``.
 
-PROVIDER is one of openai, openrouter, litellm, xai, fireworks.
+PROVIDER is one of openai, openrouter, litellm, anthropic, xai, fireworks.
 
 Starts one emulator on 127.0.0.1 and prints ONE line of JSON to stdout:
 ``{"provider", "url", "base_url", "admin_key_env", "admin_key_source", "admin_key_generated"}``, plus
@@ -29,6 +29,7 @@ _GENERATED_PREFIX = {
     "openai": "sk-admin-",
     "openrouter": "sk-or-v1-",
     "litellm": "sk-",
+    "anthropic": "sk-ant-admin01-",
     "xai": "xai-mgmt-",
     "fireworks": "fw_",
 }
