@@ -8,10 +8,10 @@ The order of work is what makes an interrupted read safe:
 A create whose outcome is unknown leaves its WAL entry: the rollback finds the key by its exact name and
 deletes it. Storage calls per read: WAL put, index put, WAL delete (records and clients are cached).
 
-Where it runs: on the plugin's hub, as a cooperative call (its storage calls suspend it without holding a
-thread), but for the provider's create, which runs on a pool thread while the read waits (`run_blocking`).
-Measured on 2 cores at 4 clients: ~7 % less plugin CPU a read than the whole read on a pool thread (whose
-thread woke up for each of the three storage replies).
+Where it runs: on the plugin's hub, as a cooperative call: its storage calls and the provider's create
+suspend it without holding a thread (the provider HTTP client waits through the hub: providers/http11.py;
+a call that cannot, through a proxy or when the connection's bulkhead is nearly full, moves to a pool thread
+by itself: providers/transport.py `runs_here`). Each thread hand-off costs more than a read's Python work.
 
 On an HA standby (which serves reads itself, with read-only storage) a read fails first of all with
 Vault's read-only error, which the host answers by forwarding the read to the active node: no provider
@@ -38,7 +38,6 @@ from vaultplugin.framework import (
     put_json,
     put_wal,
 )
-from vaultplugin.hub import run_blocking
 
 from llmsecrets import errors
 from llmsecrets.models import ConnectionConfig, IssuedKeyRecord, LeaseRef, PendingCreate, Role, WalKind
@@ -174,7 +173,7 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
     )
     wal_id = put_wal(storage, WalKind.CREATE_KEY, pending.to_wal(), created_at=now)
     try:
-        issued = run_blocking(lambda: client.create_key(spec, deadline=b.deadline()))
+        issued = client.create_key(spec, deadline=b.deadline())
     except CreateOutcomeUnknown as exc:
         # The key may exist: the WAL entry stays, and rollback finds and deletes it by name.
         log.warning(
@@ -276,7 +275,7 @@ def _data(issued: IssuedKey, ref: LeaseRef, spec: KeySpec) -> dict[str, Any]:
 
 def _discard(b: LLMBackend, client: ProviderClient, issued: IssuedKey, conn: ConnectionConfig) -> None:
     try:
-        run_blocking(lambda: client.delete_key(issued.key_id, scope=issued.scope, deadline=b.deadline()))
+        client.delete_key(issued.key_id, scope=issued.scope, deadline=b.deadline())
     except Exception:
         log.exception(
             "could not delete key %s after a storage failure; WAL rollback will retry", issued.key_id

@@ -16,10 +16,10 @@ irrevocable; AT ONCE for bad request / unsupported path / invalid request / unre
     next try (async revokes, or the lease's expiry) finds the key deleted (a tombstone) and succeeds;
 - a key whose deletion is queued or done cannot be renewed.
 
-Where renew and revoke run: on the plugin's hub (a cooperative secret type), like a creds read; the
-provider's delete or extend runs on a pool thread while the call waits (`run_blocking`). Vault revokes a
-sync revoke-prefix one lease at a time, so what counts there is each revoke's latency: on a pool thread,
-each of its storage calls cost two thread hand-offs.
+Where renew and revoke run: on the plugin's hub (a cooperative secret type), like a creds read: the
+provider's delete or extend waits through the hub too (see path_creds.py). Vault revokes a sync
+revoke-prefix one lease at a time, so what counts there is each revoke's latency: on a pool thread, each of
+its storage calls cost two thread hand-offs.
 
 When the lease's TTL ran out: from its issue time (or the engine's last renewal, kept in the internal
 data as `renewed_at`) plus the TTL Vault sends with the revoke. Vault computes its own expiry a moment
@@ -46,7 +46,6 @@ from vaultplugin.framework import (
     VaultError,
     get_json,
 )
-from vaultplugin.hub import run_blocking
 
 from llmsecrets import errors
 from llmsecrets.deletions import connection_wide, describe
@@ -140,9 +139,7 @@ def api_key_secret(b: LLMBackend) -> SecretType:
             return
         try:
             client = _client_for(b, storage, ref, action="revoke")
-            existed = run_blocking(
-                lambda: client.delete_key(ref.key_id, scope=ref.scope, deadline=b.deadline())
-            )
+            existed = client.delete_key(ref.key_id, scope=ref.scope, deadline=b.deadline())
         except (ProviderError, VaultError) as exc:
             if isinstance(exc, ProviderError) and connection_wide(exc):
                 b.deletions.note_failure(ref.connection, exc)
@@ -316,13 +313,11 @@ def _extend(b: LLMBackend, storage: Storage, ref: LeaseRef, record: IssuedKeyRec
     grace = b.provider_expiry_grace
     target = min(until + grace, record.lease_expires_at + grace)
     try:
-        run_blocking(
-            lambda: client.extend_key(
-                ref.key_id,
-                scope=ref.scope,
-                expires_at=datetime.fromtimestamp(target, UTC),
-                deadline=b.deadline(),
-            )
+        client.extend_key(
+            ref.key_id,
+            scope=ref.scope,
+            expires_at=datetime.fromtimestamp(target, UTC),
+            deadline=b.deadline(),
         )
     except ProviderError as exc:
         raise errors.for_request(

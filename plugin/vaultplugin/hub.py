@@ -8,9 +8,12 @@ A single thread that simply blocked on its storage calls, though, would queue ev
 Vault's storage. Greenlets keep the one thread without that queue: a call that waits for Vault suspends,
 and the hub reads the connection and runs other calls meanwhile.
 
-Only calls that block on nothing but Vault run here (`cooperative` operations, see the framework); a call
-to a provider's API runs on the thread pool, as before. A call on the hub waits through `wait_readable`,
-which the gRPC client uses for every reply from Vault; on any other thread it is a plain select().
+Only calls that block on nothing but waits of this module run here (`cooperative` operations, see the
+framework). A call on the hub waits through `wait_readable` / `wait_writable`, which the gRPC client uses for
+every reply from Vault and the provider HTTP client for every socket operation; on any other thread they
+are a plain poll(). Anything else that blocks (DNS, a library without such waits) goes through
+`run_blocking`, which runs it on a pool thread while the call is suspended. A call that holds the hub anyway
+is logged (`SLOW_SEGMENT`).
 """
 
 from __future__ import annotations
@@ -123,14 +126,16 @@ class Hub:
             self._idle_runners.append(greenlet.getcurrent())
             fn, args = self._main.switch()
 
-    def run_on_thread(self, fn: Callable[[], _T]) -> _T:
+    def run_on_thread(self, fn: Callable[[], _T], deadline: float | None = None) -> _T:
         """Run `fn` on a thread of the pool while the calling call waits, suspended; return what it returns
-        (or raise what it raises). Its context (the call's cancellation) goes with it."""
+        (or raise what it raises). Its context (the call's cancellation) goes with it. With a `deadline`
+        the call stops waiting then (TimeoutError); what `fn` does later is dropped."""
         current = greenlet.getcurrent()
         assert self._main is not None and current is not self._main, "the hub itself cannot wait"
         context = contextvars.copy_context()
         outcome: list[tuple[bool, Any]] = []
         suspended = False  # read and written on the hub thread only
+        expired = False
 
         def work() -> None:
             try:
@@ -145,16 +150,28 @@ class Hub:
             if suspended:
                 self._run_segment(current)
 
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            resume()
+
         if self._offload is not None:
             self._offload(work)
         else:
             threading.Thread(target=work, name="hub-offload", daemon=True).start()
-        while not outcome:
-            suspended = True
-            try:
-                self._main.switch()
-            finally:
-                suspended = False
+        timer = None if deadline is None else self.call_later(deadline - time.monotonic(), expire)
+        try:
+            while not outcome and not expired:
+                suspended = True
+                try:
+                    self._main.switch()
+                finally:
+                    suspended = False
+        finally:
+            if timer is not None:
+                timer.cancelled = True
+        if not outcome:
+            raise TimeoutError("the blocking work did not finish in time")
         ok, value = outcome[0]
         if ok:
             return cast("_T", value)
@@ -167,10 +184,17 @@ class Hub:
 
     def wait_readable(self, fd: int, deadline: float) -> bool:
         """Suspend the calling greenlet until fd is readable (True) or the deadline passes (False)."""
+        return self._wait(fd, select.EPOLLIN, deadline)
+
+    def wait_writable(self, fd: int, deadline: float) -> bool:
+        """Suspend the calling greenlet until fd is writable (True) or the deadline passes (False)."""
+        return self._wait(fd, select.EPOLLOUT, deadline)
+
+    def _wait(self, fd: int, events: int, deadline: float) -> bool:
         current = greenlet.getcurrent()
         assert self._main is not None and current is not self._main, "the hub itself cannot wait"
         self._waiting[fd] = current
-        self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        self._epoll.register(fd, events | select.EPOLLONESHOT)
         timer = self.call_later(deadline - time.monotonic(), lambda: self._resume(fd, False))
         try:
             return bool(self._main.switch())
@@ -232,14 +256,39 @@ def current_hub() -> Hub | None:
     return hub
 
 
-def run_blocking(fn: Callable[[], _T]) -> _T:
-    """`fn()`, which may block on something other than Vault (a provider's API): from a call on the hub it
-    runs on a thread while the call is suspended, so a cooperative handler can still make such a call;
-    anywhere else it runs right here."""
+def run_blocking(fn: Callable[[], _T], deadline: float | None = None) -> _T:
+    """`fn()`, which may block on something other than this module's waits: from a call on the hub it runs
+    on a thread while the call is suspended, so a cooperative handler can still make such a call; anywhere
+    else it runs right here. With a `deadline` (time.monotonic) the caller stops waiting then, on the hub or
+    not (TimeoutError; `fn` is left to finish on its thread): for work no timeout of its own bounds, such as
+    a DNS lookup."""
     hub = current_hub()
-    if hub is None:
+    if hub is not None:
+        return hub.run_on_thread(fn, deadline)
+    if deadline is None:
         return fn()
-    return hub.run_on_thread(fn)
+    return _on_thread_until(fn, deadline)
+
+
+def _on_thread_until(fn: Callable[[], _T], deadline: float) -> _T:
+    context = contextvars.copy_context()
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((True, context.run(fn)))
+        except BaseException as exc:  # handed to the waiting caller, which raises it
+            outcome.append((False, exc))
+        done.set()
+
+    threading.Thread(target=work, name="blocking-with-deadline", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise TimeoutError("the blocking work did not finish in time")
+    ok, value = outcome[0]
+    if ok:
+        return cast("_T", value)
+    raise value
 
 
 def wait_readable(sock: socket.socket, deadline: float) -> bool:
@@ -247,5 +296,22 @@ def wait_readable(sock: socket.socket, deadline: float) -> bool:
     hub = current_hub()
     if hub is not None:
         return hub.wait_readable(sock.fileno(), deadline)
+    return _poll(sock, select.POLLIN, deadline)
+
+
+def wait_writable(sock: socket.socket, deadline: float) -> bool:
+    """Until `sock` is writable (True) or the deadline passes (False); on the hub the call is suspended."""
+    hub = current_hub()
+    if hub is not None:
+        return hub.wait_writable(sock.fileno(), deadline)
+    return _poll(sock, select.POLLOUT, deadline)
+
+
+def _poll(sock: socket.socket, events: int, deadline: float) -> bool:
+    # poll(), not select(): a busy process has descriptors past select()'s 1024.
     remaining = deadline - time.monotonic()
-    return remaining > 0 and bool(select.select([sock], [], [], remaining)[0])
+    if remaining <= 0:
+        return False
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(remaining * 1000))

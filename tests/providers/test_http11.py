@@ -5,6 +5,7 @@ malformed answers, TLS with verification, and the call budget's deadline and abo
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -23,13 +25,16 @@ from cryptography.x509.oid import NameOID
 from llm_emulators import OpenRouterEmulator
 from llmsecrets.providers import KeySpec, ProviderUnavailable
 from llmsecrets.providers.budget import Abort, CallBudget
+from llmsecrets.providers.bulkhead import Bulkhead
 from llmsecrets.providers.http import ProviderHTTP
 from llmsecrets.providers.http11 import Http11Pool
 from llmsecrets.providers.openrouter import OpenRouterClient
-from llmsecrets.providers.transport import GuardedTransport
+from llmsecrets.providers.transport import GuardedTransport, runs_here
+from vaultplugin.hub import Hub
 
 pytestmark = pytest.mark.timeout(60)
 
+T = TypeVar("T")
 OK_JSON = b'{"ok":true}'
 ADMIN = "sk-or-v1-http11-test-0123456789abcdef"
 
@@ -316,3 +321,231 @@ def test_provider_http_over_it_reports_a_dropped_answer(serve: Callable[..., Scr
     http = ProviderHTTP(provider="openrouter", base_url=server.url() + "/api/v1", admin_key=ADMIN)
     with pytest.raises(ProviderUnavailable, match="no response"):
         http.call("GET", "/keys", op="list keys", deadline=time.monotonic() + 5)
+
+
+# --- on the plugin's hub: every wait suspends the call, and the hub thread serves others meanwhile
+
+
+class HubRun:
+    """Runs a function as a call on a fresh hub; counts the hub's ticks meanwhile (a hub blocked by the call
+    would not tick) and the work it handed to threads."""
+
+    def __init__(self) -> None:
+        self.offloaded = 0
+        self.ticks = 0
+        self.ticks_during = 0  # of the last call: 0 if it held the hub throughout
+        self.hub = Hub(offload=self._offload)
+        self._ticking = True
+        self.hub.call_soon_threadsafe(self._tick)
+
+    def _offload(self, work: Callable[[], None]) -> None:
+        self.offloaded += 1
+        threading.Thread(target=work, daemon=True).start()
+
+    def _tick(self) -> None:
+        if self._ticking:
+            self.ticks += 1
+            self.hub.call_later(0.02, self._tick)
+
+    def run(self, fn: Callable[[], T]) -> tuple[T | Exception, str]:
+        """(what fn returned or raised, the thread it ended on)."""
+        outcome: list[tuple[T | Exception, str]] = []
+        done = threading.Event()
+
+        def call() -> None:
+            value: T | Exception
+            ticks_before = self.ticks
+            try:
+                value = fn()
+            except Exception as exc:
+                value = exc
+            self.ticks_during = self.ticks - ticks_before
+            outcome.append((value, threading.current_thread().name))
+            done.set()
+
+        self.hub.call_soon_threadsafe(self.hub.spawn, call)
+        assert done.wait(20), "the call on the hub did not end"
+        return outcome[0]
+
+    def close(self) -> None:
+        self._ticking = False
+        self.hub.close()
+
+
+@pytest.fixture
+def hub_run() -> Iterator[HubRun]:
+    runner = HubRun()
+    yield runner
+    runner.close()
+
+
+def slow_reply(seconds: float) -> Answer:
+    def answer(head: bytes, body: bytes) -> bytes:
+        time.sleep(seconds)
+        return reply()
+
+    return answer
+
+
+def test_on_the_hub_a_tls_call_never_leaves_the_hub_thread(
+    serve: Callable[..., ScriptedServer], tmp_path: Path, hub_run: HubRun
+) -> None:
+    server_ctx, client_ctx = _tls_contexts(tmp_path)
+    server = serve(slow_reply(0.3), tls=server_ctx)
+    trusting = Http11Pool(ssl_context=client_ctx)
+
+    def two_calls() -> list[bytes]:
+        with CallBudget(5.0):
+            return [get(trusting, server.url("https") + "/x")[1] for _ in range(2)]
+
+    value, thread = hub_run.run(two_calls)
+    assert value == [OK_JSON, OK_JSON]
+    assert thread == "hub"
+    assert hub_run.offloaded == 0  # connect, handshake, send and read all waited on the hub
+    assert hub_run.ticks_during >= 3  # ~0.6 s of answers: the hub went on meanwhile
+    assert server.connections == 1  # kept alive, reused on the hub
+    untrusting = pool()
+
+    def refused() -> bytes:
+        return get(untrusting, server.url("https") + "/x")[1]
+
+    error, _ = hub_run.run(refused)
+    assert isinstance(error, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def test_on_the_hub_a_trickling_answer_ends_by_the_calls_deadline(hub_run: HubRun) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"x")
+                time.sleep(0.05)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/x"
+    try:
+
+        def call() -> tuple[object, float]:
+            started = time.monotonic()
+            try:
+                with CallBudget(0.5):
+                    get(pool(), url)
+            except httpx.TimeoutException as exc:
+                return exc, time.monotonic() - started
+            return None, time.monotonic() - started
+
+        outcome, thread = hub_run.run(call)
+        assert isinstance(outcome, tuple)
+        error, took = outcome
+        assert isinstance(error, httpx.ReadTimeout) and thread == "hub"
+        assert 0.45 < took < 1.0  # the byte every 50 ms restarts no timeout
+        assert hub_run.ticks_during >= 3
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_on_the_hub_an_abort_ends_a_waiting_read_at_once(
+    serve: Callable[..., ScriptedServer], hub_run: HubRun
+) -> None:
+    release = threading.Event()
+
+    def hang(head: bytes, body: bytes) -> bytes | None:
+        release.wait(10)
+        return None
+
+    server = serve(hang)
+
+    def call() -> tuple[object, float]:
+        started = time.monotonic()
+        with CallBudget(10.0) as budget:
+            threading.Timer(0.2, budget.abort, args=(Abort.CANCELLED,)).start()  # Vault's cancellation
+            try:
+                get(pool(), server.url() + "/x")
+            except httpx.HTTPError as exc:
+                return exc, time.monotonic() - started
+        return None, time.monotonic() - started
+
+    try:
+        outcome, _ = hub_run.run(call)
+        assert isinstance(outcome, tuple)
+        error, took = outcome
+        assert isinstance(error, httpx.ReadError | httpx.RemoteProtocolError)
+        assert took < 1.0
+    finally:
+        release.set()
+
+
+def test_a_dns_lookup_is_bounded_by_the_calls_budget(
+    monkeypatch: pytest.MonkeyPatch, hub_run: HubRun
+) -> None:
+    """getaddrinfo has no timeout: a resolver that hangs must not hold a call (or the hub) past its budget."""
+    resolver_released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host: str, *args: object, **kwargs: object) -> object:
+        if host == "provider.example":
+            resolver_released.wait(10)
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+
+    def call() -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            with CallBudget(0.3):
+                get(pool(), "http://provider.example:9/x")
+        except httpx.HTTPError as exc:
+            return exc, time.monotonic() - started
+        return None, time.monotonic() - started
+
+    try:
+        outcome, thread = hub_run.run(call)
+        assert isinstance(outcome, tuple)
+        error, took = outcome
+        assert isinstance(error, httpx.ConnectTimeout) and "DNS" in str(error) and thread == "hub"
+        assert took < 0.8
+        assert hub_run.ticks_during >= 3  # the lookup ran on a thread; the hub went on
+        error, took = call()  # off the hub: the same bound
+        assert isinstance(error, httpx.ConnectTimeout) and took < 0.8
+    finally:
+        resolver_released.set()
+
+
+def test_on_the_hub_a_call_moves_to_a_thread_where_it_could_block(hub_run: HubRun) -> None:
+    """A transport whose waits are not the hub's (a proxy's pool, a test's mock), or a bulkhead nearly full
+    (waiting for a slot would hold the hub), sends the call to a pool thread by itself."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(threading.current_thread().name)
+        return httpx.Response(200, json={"data": []})
+
+    mock = ProviderHTTP(
+        provider="openrouter",
+        base_url="http://127.0.0.1:9/api/v1",
+        admin_key=ADMIN,
+        transport=httpx.MockTransport(handler),
+    )
+    value, thread = hub_run.run(
+        lambda: mock.call("GET", "/keys", op="list keys", deadline=time.monotonic() + 5)
+    )
+    assert value == {"data": []} and thread == "hub"  # the call resumed on the hub with the answer
+    assert seen and seen[0] != "hub" and hub_run.offloaded == 1
+
+    bulkhead = Bulkhead(4)
+    assert runs_here(GuardedTransport(), bulkhead)  # off the hub: always
+    checks: list[bool] = []
+    hub_run.run(lambda: checks.append(runs_here(GuardedTransport(), bulkhead)))
+    with contextlib.ExitStack() as held:
+        for n in range(3):  # a quarter of the slots left: too few to spare
+            held.enter_context(bulkhead.slot("openrouter", f"call {n}"))
+        hub_run.run(lambda: checks.append(runs_here(GuardedTransport(), bulkhead)))
+    hub_run.run(lambda: checks.append(runs_here(GuardedTransport(proxy="http://127.0.0.1:9"), None)))
+    assert checks == [True, False, False]

@@ -25,6 +25,8 @@ from enum import Enum
 from types import TracebackType
 from typing import Protocol
 
+from vaultplugin import hub
+
 # The watchdog aborts a budget this long after its deadline (cut timeouts normally end the call first).
 WATCHDOG_GRACE = 0.2
 # How often the watchdog looks while calls are running; it sleeps while none is.
@@ -123,8 +125,9 @@ class CallBudget:
             _shutdown(sock)
 
     def pause(self, seconds: float) -> None:
-        """Sleep `seconds` (a retry's backoff), or less if the call is aborted meanwhile."""
-        self._wake.wait(seconds)
+        """Sleep `seconds` (a retry's backoff), or less if the call is aborted meanwhile. On the plugin's hub
+        the wait runs on a pool thread while the call is suspended (retries are rare: no hub timer)."""
+        hub.run_blocking(lambda: self._wake.wait(seconds))
 
     # --- context
 

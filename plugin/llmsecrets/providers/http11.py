@@ -10,6 +10,11 @@ plugin under load: ~0.8 ms a call of ~2 ms a creds read). This does only what th
 - every connect, TLS handshake, read and write has its timeout cut to the time the current call has
   left, and the socket in use is registered with the call, so aborting the call (its deadline watchdog,
   Vault's cancellation) ends a blocked read at once. Outside a call the request's own timeouts apply;
+- sockets are non-blocking, and every wait for one goes through `vaultplugin.hub`'s waits: a call on the
+  plugin's hub is suspended there and the hub serves other calls meanwhile (so a creds read or a revoke
+  never leaves the hub thread: each thread hand-off costs more than the call's Python work); on any other
+  thread it is a poll(). The DNS lookup of a new connection, which nothing else bounds, runs on a thread
+  (`hub.run_blocking`) and is waited for no longer than the call's connect timeout;
 - a connection goes back to its pool only after its answer was read to the end; an idle one is dropped
   after `keepalive_expiry`, or when the server has closed it (checked before reuse);
 - failures are httpx's exception types, so the caller maps them as it would httpx's own: ConnectError /
@@ -20,15 +25,21 @@ plugin under load: ~0.8 ms a call of ~2 ms a creds read). This does only what th
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import ipaddress
+import os
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+from vaultplugin import hub
 
 from . import budget
 
@@ -37,6 +48,9 @@ MAX_LINE_BYTES = 8 * 1024  # one chunk-size or trailer line
 READ_SIZE = 64 * 1024
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _DEFAULT_TIMEOUTS = {"connect": 5.0, "read": 15.0, "write": 15.0, "pool": 5.0}
+
+
+_NO_TIMEOUT = 365 * 86400.0  # a request made with a timeout of None waits this long
 
 
 def _cut(timeout: float | None, error: type[httpx.TimeoutException]) -> float | None:
@@ -48,6 +62,26 @@ def _cut(timeout: float | None, error: type[httpx.TimeoutException]) -> float | 
         return call.cut(timeout)
     except TimeoutError as exc:
         raise error(str(exc)) from None
+
+
+def _deadline(timeout: float | None, error: type[httpx.TimeoutException]) -> float:
+    """When an operation with `timeout` (cut to the call's budget) must have finished (time.monotonic)."""
+    cut = _cut(timeout, error)
+    return time.monotonic() + (_NO_TIMEOUT if cut is None else cut)
+
+
+def _retrying(op: Callable[[], Any], sock: socket.socket, deadline: float) -> Any:
+    """`op()` on a non-blocking socket (plain or TLS), waited for until it can go on; raises TimeoutError at
+    the deadline. TLS may need to read to write, or to write to read (renegotiation, handshake)."""
+    while True:
+        try:
+            return op()
+        except (BlockingIOError, ssl.SSLWantReadError):
+            ready = hub.wait_readable(sock, deadline)
+        except ssl.SSLWantWriteError:
+            ready = hub.wait_writable(sock, deadline)
+        if not ready:
+            raise TimeoutError
 
 
 def _attach(sock: socket.socket) -> None:
@@ -69,7 +103,9 @@ class _Connection:
     def dropped_by_server(self) -> bool:
         """An idle connection is readable only once the server closed it (or broke the protocol)."""
         try:
-            return bool(select.select([self.sock], [], [], 0)[0])
+            poller = select.poll()  # not select(): descriptors past 1024 would count as dropped
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -77,9 +113,13 @@ class _Connection:
 
     def send(self, data: bytes, timeout: float | None) -> None:
         _attach(self.sock)
-        self.sock.settimeout(_cut(timeout, httpx.WriteTimeout))
+        deadline = _deadline(timeout, httpx.WriteTimeout)
+        view = memoryview(data)
         try:
-            self.sock.sendall(data)
+            while view:
+                # A TLS write that wants to wait is retried with the same bytes (as OpenSSL requires).
+                sent = _retrying(functools.partial(self.sock.send, view), self.sock, deadline)
+                view = view[sent:]
         except TimeoutError:
             raise httpx.WriteTimeout("timed out sending the request") from None
         except OSError as exc:
@@ -87,9 +127,9 @@ class _Connection:
 
     def recv(self, timeout: float | None) -> bytes:
         _attach(self.sock)
-        self.sock.settimeout(_cut(timeout, httpx.ReadTimeout))
+        deadline = _deadline(timeout, httpx.ReadTimeout)
         try:
-            data = self.sock.recv(READ_SIZE)
+            data: bytes = _retrying(lambda: self.sock.recv(READ_SIZE), self.sock, deadline)
         except TimeoutError:
             raise httpx.ReadTimeout("timed out waiting for the answer") from None
         except OSError as exc:
@@ -343,24 +383,68 @@ class Http11Pool:
 
     @staticmethod
     def _open(address: tuple[str, int], timeout: float | None) -> socket.socket:
+        """A connected non-blocking socket: each of the host's addresses in turn, all within `timeout`."""
+        host, port = address
+        deadline = _deadline(timeout, httpx.ConnectTimeout)
+        late = httpx.ConnectTimeout(f"no connection to {host}:{port} in time")
         try:
-            sock = socket.create_connection(address, timeout=_cut(timeout, httpx.ConnectTimeout))
+            addresses = _resolve(host, port, deadline)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"no connection to {address[0]}:{address[1]} in time") from None
+            raise httpx.ConnectTimeout(f"the DNS lookup of {host} did not finish in time") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to {address[0]}:{address[1]}: {exc}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _attach(sock)
-        return sock
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        failure: OSError | None = None
+        for family, kind, proto, _, sockaddr in addresses:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                _attach(sock)
+                code = sock.connect_ex(sockaddr)
+                if code in (errno.EINPROGRESS, errno.EAGAIN):
+                    if not hub.wait_writable(sock, deadline):
+                        raise late
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return sock
+            except OSError as exc:
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise httpx.ConnectError(f"cannot connect to {host}:{port}: {failure}")
 
     def _tls(self, sock: socket.socket, server_hostname: str, timeout: float | None) -> socket.socket:
-        """The TLS session over `sock`; CPython bounds the whole handshake by the socket's timeout."""
-        sock.settimeout(_cut(timeout, httpx.ConnectTimeout))
+        """The TLS session over `sock`, its handshake bounded as a whole by `timeout`."""
+        deadline = _deadline(timeout, httpx.ConnectTimeout)
         try:
-            tls = self._ssl_context.wrap_socket(sock, server_hostname=server_hostname)
-        except TimeoutError:
-            raise httpx.ConnectTimeout("the TLS handshake did not finish in time") from None
+            tls = self._ssl_context.wrap_socket(
+                sock, server_hostname=server_hostname, do_handshake_on_connect=False
+            )
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"TLS handshake failed: {exc}") from None
-        _attach(tls)
+        _attach(tls)  # the wrapped socket took over the descriptor: an abort must reach it
+        try:
+            _retrying(tls.do_handshake, tls, deadline)
+        except TimeoutError:
+            tls.close()
+            raise httpx.ConnectTimeout("the TLS handshake did not finish in time") from None
+        except (OSError, ssl.SSLError) as exc:
+            tls.close()
+            raise httpx.ConnectError(f"TLS handshake failed: {exc}") from None
         return tls
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[Any]:
+    """The addresses to try for host:port. An IP address needs no lookup; a name is looked up on a thread,
+    waited for until `deadline` (getaddrinfo has no timeout of its own)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return hub.run_blocking(
+            lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP), deadline
+        )
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))]

@@ -23,8 +23,10 @@ from typing import Any
 
 import httpcore
 import httpx
+from vaultplugin import hub
 
 from . import budget
+from .bulkhead import Bulkhead
 from .http11 import Http11Pool
 
 # httpcore's exceptions -> httpx's (the same names); the most specific match wins.
@@ -168,6 +170,19 @@ def environment_proxy(url: str) -> str | None:
     return proxy
 
 
+def runs_here(transport: httpx.BaseTransport, bulkhead: Bulkhead | None) -> bool:
+    """May a provider call go on right here? Anywhere but on the plugin's hub, yes. On the hub only through
+    a transport whose every wait is the hub's (`cooperative`: `Http11Pool`; a proxy's httpcore pool or a
+    test's transport blocks), and only while the connection's bulkhead has room to spare: a call that had to
+    wait there for a slot would hold the hub, and with it the calls that would free the slot. Otherwise the
+    caller runs the call through `hub.run_blocking`, on a pool thread."""
+    if hub.current_hub() is None:
+        return True
+    if not getattr(transport, "cooperative", False):
+        return False
+    return bulkhead is None or bulkhead.in_flight < bulkhead.limit - max(1, bulkhead.limit // 4)
+
+
 class GuardedTransport(httpx.BaseTransport):
     """httpx transport over guarded sockets: straight to the provider through `Http11Pool`, or through an
     HTTP(S) proxy over an httpcore pool. (A connection's bulkhead bounds its calls in flight.)"""
@@ -203,6 +218,11 @@ class GuardedTransport(httpx.BaseTransport):
                 proxy_auth=(proxy_url.username, proxy_url.password or "") if proxy_url.username else None,
                 **limits,
             )
+
+    @property
+    def cooperative(self) -> bool:
+        """Every wait goes through `vaultplugin.hub` (see `runs_here`): straight to the provider only."""
+        return self._direct is not None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self._direct is not None:

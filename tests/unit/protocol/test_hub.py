@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from vaultplugin.hub import Hub, current_hub, wait_readable
+from vaultplugin.hub import Hub, current_hub, run_blocking, wait_readable, wait_writable
 
 
 @pytest.fixture
@@ -150,3 +152,87 @@ def test_a_call_that_blocks_the_hub_is_reported(
         on_hub(hub, quick.set)
         wait_for(quick)
     assert caplog.text.count("without waiting for Vault") == 1
+
+
+def test_a_call_waits_on_the_hub_until_its_socket_is_writable(hub: Hub) -> None:
+    mine, theirs = socket.socketpair()
+    mine.setblocking(False)
+    while True:  # fill the send buffer: the socket is no longer writable
+        try:
+            mine.send(b"x" * 65536)
+        except BlockingIOError:
+            break
+    results: list[tuple[bool, str]] = []
+    done = threading.Event()
+
+    def waiter() -> None:
+        results.append((wait_writable(mine, time.monotonic() + 0.1), threading.current_thread().name))
+        results.append((wait_writable(mine, time.monotonic() + 5), threading.current_thread().name))
+        done.set()
+
+    other_ran = threading.Event()
+    on_hub(hub, waiter)
+    on_hub(hub, other_ran.set)
+    wait_for(other_ran)
+    time.sleep(0.3)
+    theirs.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while theirs.recv(1 << 20):  # drain: writable again
+            pass
+    wait_for(done)
+    assert results == [(False, "hub"), (True, "hub")]
+    mine.close()
+    theirs.close()
+
+
+def test_blocking_work_with_a_deadline_stops_being_waited_for(hub: Hub) -> None:
+    """What no timeout of its own bounds (a DNS lookup) is waited for until the call's deadline only."""
+    release = threading.Event()
+    outcome: list[str] = []
+    done = threading.Event()
+
+    def call() -> None:
+        started = time.monotonic()
+        try:
+            run_blocking(lambda: release.wait(10), deadline=time.monotonic() + 0.2)
+        except TimeoutError:
+            outcome.append(f"timed out after {time.monotonic() - started:.1f} s")
+        outcome.append(run_blocking(lambda: "quick", deadline=time.monotonic() + 5))
+        done.set()
+
+    on_hub(hub, call)
+    wait_for(done)
+    release.set()
+    assert outcome == ["timed out after 0.2 s", "quick"]
+    # The same bound on any other thread.
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        run_blocking(lambda: time.sleep(2), deadline=time.monotonic() + 0.2)
+    assert time.monotonic() - started < 1.0
+    assert run_blocking(lambda: 42, deadline=time.monotonic() + 1) == 42
+    with pytest.raises(ValueError, match="inside"):
+        run_blocking(_raise_inside, deadline=time.monotonic() + 1)
+
+
+def _raise_inside() -> None:
+    raise ValueError("raised inside")
+
+
+def test_outside_the_hub_waits_take_descriptors_past_select_s_limit() -> None:
+    mine, theirs = socket.socketpair()
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1100:
+            pytest.skip("this process may not open 1,100 descriptors")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+        high = socket.socket(fileno=os.dup2(mine.fileno(), 1050))
+        assert high.fileno() >= 1024
+        theirs.send(b"x")
+        assert wait_readable(high, time.monotonic() + 1)
+        assert wait_writable(high, time.monotonic() + 1)
+        high.close()
+    finally:
+        mine.close()
+        theirs.close()
