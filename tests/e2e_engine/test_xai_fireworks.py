@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from devkit.waiting import wait_for
 from engine_support import (
     PLUGIN_NAME,
     PROVIDER_EXPIRY_GRACE,
+    WAL_MIN_AGE_SECONDS,
     EngineMount,
     ProviderSpec,
     Unmounter,
@@ -310,3 +312,34 @@ def test_provider_refusals_are_clear_errors_never_500(mount: EngineMount, provid
         what="the retried revoke to delete the key",
     )
     assert mount.emulator.create_count == 1
+
+
+@pytest.mark.timeout(150)
+def test_a_lost_create_is_found_by_name_and_deleted(
+    bao: BaoServer, api: VaultApi, unmounter: Unmounter, request: pytest.FixtureRequest
+) -> None:
+    """SLOW (up to ~60 s, both providers share the wait): Vault's once-a-minute rollback tick settles the
+    create whose answer was lost, finding the key by its name at the provider."""
+    with ExitStack() as stack:
+        mounts = []
+        for provider in SPECS:
+            m = stack.enter_context(xf_mount(bao, api, unmounter, provider, request.node.originalname))
+            m.configure(**ACCOUNT_FIELDS[provider])
+            m.must_write("tidy/config", interval="0")  # only the rollback may delete the key
+            m.add_role("app", ttl="10m", max_ttl="1h")
+            m.emulator.set_faults(Fault.drop_after_create())
+            status, body = m.read("creds/app")
+            assert status == 502 and "may have been created" in errors_of(body), body
+            [stray] = m.emulator.live_keys()  # the provider made it; nobody got it
+            assert m.infer(stray.secret) == 200
+            mounts.append((m, stray))
+        for m, stray in mounts:
+            wait_for(
+                lambda m=m, stray=stray: m.is_deleted_at_provider(stray.key_id),
+                timeout=90,
+                what=f"the rollback tick to delete the stray {m.spec.name} key",
+                interval=0.5,
+            )
+            assert m.infer(stray.secret) == DEAD[m.spec.name]
+            assert m.emulator.create_count == 1  # never created twice
+    assert WAL_MIN_AGE_SECONDS < 60
