@@ -286,6 +286,15 @@ def test_xai_list_follows_a_pagination_token_and_stops_on_a_repeat() -> None:
         xai_env(loop).find_keys("v", deadline=time.monotonic() + 10)
 
 
+def test_xai_a_list_shape_it_does_not_know_never_makes_a_key_look_gone() -> None:
+    odd = httpx.Response(200, json={"keys": [{"apiKeyId": "k1", "name": "vault-x"}]})
+    with pytest.raises(ProviderBadResponse):
+        xai_env(Script(odd)).find_keys("vault-", deadline=time.monotonic() + 10)
+    not_found = httpx.Response(404, json={"code": 5, "message": "Not Found", "details": []})
+    with pytest.raises(ProviderNotFound):  # the delete's own error stands: retried, not forgotten
+        xai_env(Script(not_found, odd)).delete_key("k1", scope=TEAM, deadline=time.monotonic() + 10)
+
+
 def test_xai_unknown_team_is_a_clear_not_found() -> None:
     emu = XAIEmulator(ADMIN, teams=(TEAM,))
     client = XAIClient(
@@ -353,6 +362,12 @@ def test_fireworks_list_sends_no_page_size_unless_told() -> None:
     empty = Script(httpx.Response(200, json={"nextPageToken": "", "totalSize": 0}))  # proto3 leaves [] out
     assert fw_env(empty, page_size=50).find_keys("vault-", deadline=time.monotonic() + 10) == []
     assert empty.requests[0].url.params["pageSize"] == "50"
+
+
+def test_fireworks_a_total_without_keys_is_a_bad_response() -> None:
+    script = Script(httpx.Response(200, json={"nextPageToken": "", "totalSize": 3}))
+    with pytest.raises(ProviderBadResponse):
+        fw_env(script).find_keys("vault-", deadline=time.monotonic() + 10)
 
 
 def test_fireworks_delete_is_a_post_to_the_delete_verb() -> None:

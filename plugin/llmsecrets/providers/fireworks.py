@@ -174,6 +174,7 @@ class FireworksClient:
                 self.name,
                 exc.message + f" (check the connection's account_id and user_id: {self._scope})",
                 exc.status,
+                api_error=exc.api_error,
             ) from None
         try:
             data = as_object(body, self.name, op)
@@ -238,6 +239,10 @@ class FireworksClient:
             )
             # An empty list may be left out of the answer entirely (proto3 JSON omits empty fields).
             items = as_list(body.get("apiKeys", []), self.name, op, "apiKeys")
+            total = body.get("totalSize")
+            if not items and not found and isinstance(total, int) and total > 0:
+                # Keys exist but none came back: finding nothing could make a live key look deleted.
+                raise ProviderBadResponse(self.name, f"{self.name}: {op}: totalSize {total} but no apiKeys")
             for item in items:
                 key = as_object(item, self.name, op)
                 key_id = req_str(key, "keyId", self.name, op)

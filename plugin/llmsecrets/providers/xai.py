@@ -173,7 +173,10 @@ class XAIClient:
             )
         except ProviderNotFound as exc:
             raise ProviderNotFound(
-                self.name, exc.message + f" (check the connection's team_id {self._team_id!r})", exc.status
+                self.name,
+                exc.message + f" (check the connection's team_id {self._team_id!r})",
+                exc.status,
+                api_error=exc.api_error,
             ) from None
         try:
             data = as_object(body, self.name, op)
@@ -231,6 +234,12 @@ class XAIClient:
                 op,
             )
             field = next((f for f in _LIST_FIELDS if f in body), None)
+            if field is None and set(body) - {f for f, _ in _PAGE_TOKENS}:
+                # Not an empty list (proto3 JSON leaves [] out) but a shape we do not know: finding nothing
+                # in it could make a live key look deleted.
+                raise ProviderBadResponse(
+                    self.name, f"{self.name}: {op}: unexpected response: no apiKeys in {sorted(body)[:5]}"
+                )
             items = as_list(body.get(field), self.name, op, "apiKeys") if field else []
             for item in items:
                 key = as_object(item, self.name, op)
