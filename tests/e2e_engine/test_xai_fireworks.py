@@ -314,6 +314,21 @@ def test_provider_refusals_are_clear_errors_never_500(mount: EngineMount, provid
     assert mount.emulator.create_count == 1
 
 
+def test_no_key_in_errors_or_the_server_log(mount: EngineMount, provider: str) -> None:
+    mount.add_role("app", ttl="10m", max_ttl="1h")
+    lease = mount.creds("app")
+    # The provider repeats the admin key in its refusal (some proxies do): the error is scrubbed.
+    for status in (400, 401, 503):
+        mount.emulator.set_faults(Fault.echo_admin_key(status=status, op="create"))
+        code, body = mount.read("creds/app")
+        assert code in (400, 502), (status, code, body)
+        assert mount.admin_key not in str(body) and mount.admin_key[:16] not in str(body)
+    mount.emulator.set_faults()
+    mount.api.ok("PUT", "sys/leases/revoke", json={"lease_id": lease.lease_id})
+    log = mount.server.log_path.read_text(errors="replace")
+    assert mount.admin_key not in log and lease.api_key not in log
+
+
 @pytest.mark.timeout(150)
 def test_a_lost_create_is_found_by_name_and_deleted(
     bao: BaoServer, api: VaultApi, unmounter: Unmounter, request: pytest.FixtureRequest
