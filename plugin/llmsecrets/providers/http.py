@@ -217,12 +217,6 @@ class ProviderHTTP:
                     method, path, op=op, deadline=deadline, params=params, json=json, create=create
                 )
             )
-        if not runs_here(self._transport, self.guards.bulkhead):  # on the plugin's hub, where it may not wait
-            return run_blocking(
-                lambda: self.call(
-                    method, path, op=op, deadline=deadline, params=params, json=json, create=create
-                )
-            )
         what = f"{self.provider}: {op}"
         with self._admission(what, deadline) as slot:
             seconds = deadline - self.retry.clock()
