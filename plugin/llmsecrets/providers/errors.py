@@ -20,8 +20,11 @@ scrubbed by `scrub()` of the connection's own secrets (whatever their shape) and
 
 from __future__ import annotations
 
+import html
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 MAX_DETAIL_CHARS = 200
 # Text past this is never shown, so it is dropped before scrubbing (bounds the work on a huge message).
@@ -30,49 +33,110 @@ _SCRUB_INPUT_CHARS = 4096
 MIN_SECRET_FRAGMENT = 12
 
 _REDACTED = "[redacted]"
+# What a message becomes if a known secret would still be in it after masking (an adversarial echo).
+_WITHHELD = "[message withheld: it held a secret]"
 
-# (pattern, replacement) pairs applied in order.
-_SCRUB_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+# A word of prose: letters, perhaps joined by an apostrophe or ending in a few digits (v1, sha256), with at
+# most two changes from lower to upper case ("ProviderAuthError"; random letters have many more).
+_WORD = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)*\d{0,3}")
+_LONGEST_WORD = 30
+_CASE_CHANGE = re.compile(r"[a-z][A-Z]")
+# A number, perhaps with a short unit: 404, 30s, 10%, 5xx, 1,000.
+_NUMBER = re.compile(r"\d+(?:,\d+)*(?:[A-Za-z]{1,3}|%)?")
+# Prose joins words and numbers with these: not_sent, gpt-4o-mini, 1.5s, api.openai.com, and/or, key:value.
+_JOINERS = re.compile(r"[-_./+=:]")
+# Punctuation around a word in prose: "(none).", "'missing',".
+_SURROUNDING = ".,:;!?()[]{}<>\"'`*"
+
+
+def _ordinary(value: str) -> bool:
+    """True for what prose is made of (words and numbers, perhaps joined by - _ . / + = :); False for a mix
+    of letters, digits and symbols no word or number has, which is what keys and tokens look like."""
+    for part in _JOINERS.split(value.strip(_SURROUNDING)):
+        if part == "" or _NUMBER.fullmatch(part):
+            continue
+        if len(part) > _LONGEST_WORD or not _WORD.fullmatch(part) or len(_CASE_CHANGE.findall(part)) > 2:
+            return False
+    return True
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    """Group 1 is the name ("Bearer ", "api_key="), kept; group 2 its value, masked unless prose."""
+    return match.group(0) if _ordinary(match.group(2)) else match.group(1) + _REDACTED
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    return match.group(0) if _ordinary(match.group(0)) else _REDACTED
+
+
+# Applied in order. The rules that key on a name mask what follows it only when that is not prose:
+# "Bearer token expired" and "create key: not sent" stay as they are, "Bearer x9Fq..." and "token=a1b2..."
+# do not. The generic rules cannot know every secret: the connection's own admin key is masked by value.
+_SCRUB_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # "Bearer <token>" / "Basic <credentials>" anywhere.
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + _REDACTED),
+    (re.compile(r"(?i)(\b(?:bearer|basic)\s+)([^\s\"',;]+)"), _mask_value),
     # API keys: sk-…, sk-or-v1-…, sk-admin-…, sk-proj-…, sk-ant-…, rk-…, pk-…
     (re.compile(r"\b(?:sk|rk|pk)[-_][A-Za-z0-9_\-\.]{4,}"), _REDACTED),
-    # Long hex (hashes, token ids) and long base64 / url-safe runs.
+    # Long hex (hashes, token ids), and long base64 / url-safe / JWT runs that are not a path of words.
     (re.compile(r"\b[0-9a-fA-F]{32,}\b"), _REDACTED),
-    (re.compile(r"[A-Za-z0-9+/_\-]{40,}={0,2}"), _REDACTED),
+    (re.compile(r"[A-Za-z0-9+/_.\-]{40,}={0,2}"), _mask_run),
     # key=value / "key": "value" pairs whose name says secret.
     (
         re.compile(
-            r"(?i)([\"']?\b(?:api[_-]?key|key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)"
-            r"[^\s\"',;}]+"
+            r"(?i)([\"']?\b(?:[a-z0-9]+[_-])*(?:api[_-]?key|key|token|secret|password|passwd|authorization"
+            r"|credentials?)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]+)"
         ),
-        r"\1" + _REDACTED,
+        _mask_value,
     ),
 )
 
 
 def scrub(text: str, limit: int = MAX_DETAIL_CHARS, *, secrets: Iterable[str] = ()) -> str:
     """Mask `secrets` (known values: the connection's admin key...) and key-shaped strings in `text`,
-    flatten whitespace and truncate to `limit` characters.
+    flatten whitespace and truncate to `limit` characters. Ordinary prose passes unchanged.
 
     A secret is masked whole and wherever `MIN_SECRET_FRAGMENT` or more of its characters appear in a row,
-    whatever its shape. Masking runs before truncation, so a key cut in half by the limit is never
-    half-shown.
+    whatever its shape, also as it reads JSON-, HTML- or URL-escaped. Masking runs before truncation, so a
+    key cut in half by the limit is never half-shown; should a secret still be in the result (a key that
+    overlaps the mask text itself), the whole message is withheld.
     """
     out = text[:_SCRUB_INPUT_CHARS]
-    for secret in secrets:
-        out = _mask_secret(out, secret)
+    known = [secret for secret in secrets if secret.strip()]
+    shapes = [shape for secret in known for shape in _shapes(secret)]
+    for shape in shapes:  # whole echoes first, so no shape's fragment pass cuts another's echo short
+        out = out.replace(shape, _REDACTED)
+    for shape in shapes:
+        out = _mask_secret(out, shape)
     for pattern, replacement in _SCRUB_RULES:
         out = pattern.sub(replacement, out)
     out = " ".join(out.split())
     if len(out) > limit:
         out = out[: max(limit - 1, 0)].rstrip() + "…"
+    if any(_holds(out, shape) for shape in shapes):
+        return "" if any(_holds(_WITHHELD, shape) for shape in shapes) else _WITHHELD
     return out
 
 
+def _shapes(secret: str) -> list[str]:
+    """The secret as it may be echoed: itself, and JSON-, HTML- and URL-escaped; longest first."""
+    as_json = json.dumps(secret)[1:-1]
+    shapes = {
+        secret,
+        as_json,
+        as_json.replace("/", "\\/"),
+        html.escape(secret),
+        html.escape(secret, quote=False),
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+    }
+    return sorted(shapes, key=len, reverse=True)
+
+
+def _holds(text: str, secret: str) -> bool:
+    return _mask_secret(text, secret) != text
+
+
 def _mask_secret(text: str, secret: str) -> str:
-    if not secret.strip():
-        return text
     if len(secret) <= MIN_SECRET_FRAGMENT:
         return text.replace(secret, _REDACTED)
     size = MIN_SECRET_FRAGMENT
