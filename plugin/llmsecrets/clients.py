@@ -7,7 +7,10 @@ key: compared by fingerprint) and dropped on config write/delete, on `invalidate
 
 Every client of a connection, cached or built for a config write's check, shares that connection's
 `Bulkhead` (kept by name, across rebuilds), and every call learns of its request's cancellation by Vault
-through `vaultplugin.cancellation.current`.
+through `vaultplugin.cancellation.current`. The bulkheads are bounded by the connections in use: a name's
+bulkhead is kept while the name has a cached client or a check open, while calls of an older client are
+in flight, or for `SLOW_MEMORY` seconds after its provider was last slow (so a config write does not make
+a stuck provider look healthy); past that it is dropped, as it is at once when the connection is deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 from vaultplugin import cancellation
@@ -38,6 +43,8 @@ TransportFactory = Callable[[str, str | None], httpx.BaseTransport | None]
 # Provider calls one connection may have in flight: three quarters of the plugin's call threads, so a
 # provider that stalls leaves a quarter to the mount's other connections and to Vault's other calls.
 CONNECTION_CALL_LIMIT = max(1, CALL_THREADS * 3 // 4)
+# How long the bulkhead of a connection without a client still remembers that its provider was slow.
+SLOW_MEMORY = 600.0
 
 
 def _fingerprint(conn: ConnectionConfig) -> str:
@@ -72,26 +79,29 @@ class ClientCache:
         self._connection_limit = connection_limit
         self._max_body_bytes = max_body_bytes
         self._cancel_signal = cancel_signal
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the three maps below
         self._clients: dict[str, tuple[str, ProviderClient]] = {}
-        self._bulkheads_lock = threading.Lock()
+        self._checks: Counter[str] = Counter()  # open check clients per name
         self._bulkheads: dict[str, Bulkhead] = {}
 
-    def bulkhead(self, name: str) -> Bulkhead:
-        """The connection's bulkhead (one per name, for the life of the process)."""
-        with self._bulkheads_lock:
-            found = self._bulkheads.get(name)
-            if found is None:
-                found = self._bulkheads[name] = Bulkhead(self._connection_limit)
-            return found
+    def _bulkhead_locked(self, name: str) -> Bulkhead:
+        """The connection's bulkhead: one per name while the name is in use (see the module's doc)."""
+        found = self._bulkheads.get(name)
+        if found is None:
+            self._sweep_locked()  # the map grows only here: drop what is no longer in use first
+            found = self._bulkheads[name] = Bulkhead(self._connection_limit)
+        return found
 
-    def build(self, conn: ConnectionConfig) -> ProviderClient:
-        """A new client for `conn`, not cached (config writes verify with one before storing).
+    def _sweep_locked(self) -> None:
+        for name, bulkhead in list(self._bulkheads.items()):
+            if name not in self._clients and not self._checks[name] and bulkhead.forgettable(SLOW_MEMORY):
+                del self._bulkheads[name]
 
-        Raises ValueError for settings the provider layer refuses (the caller turns it into a 400)."""
+    def _build(self, conn: ConnectionConfig, bulkhead: Bulkhead) -> ProviderClient:
+        """Raises ValueError for settings the provider layer refuses (the caller turns it into a 400)."""
         transport = self._transport_factory(conn.provider, conn.base_url) if self._transport_factory else None
         guards = CallGuards(
-            bulkhead=self.bulkhead(conn.name),
+            bulkhead=bulkhead,
             cancel_signal=self._cancel_signal,
             max_body_bytes=self._max_body_bytes,
             default_seconds=self._call_seconds,
@@ -106,21 +116,49 @@ class ClientCache:
             guards=guards,
         )
 
+    @contextmanager
+    def checking(self, conn: ConnectionConfig) -> Iterator[ProviderClient]:
+        """A new client for `conn`, not cached, closed at the end (config writes verify with one before
+        storing). Raises ValueError for settings the provider layer refuses."""
+        with self._lock:
+            client = self._build(conn, self._bulkhead_locked(conn.name))
+            self._checks[conn.name] += 1
+        try:
+            yield client
+        finally:
+            _close(client)
+            with self._lock:
+                self._checks[conn.name] -= 1
+                if not self._checks[conn.name]:
+                    del self._checks[conn.name]
+                self._sweep_locked()
+
     def get(self, conn: ConnectionConfig) -> ProviderClient:
         fingerprint = _fingerprint(conn)
         with self._lock:
             cached = self._clients.get(conn.name)
             if cached is not None and cached[0] == fingerprint:
                 return cached[1]
-            client = self.build(conn)
+            client = self._build(conn, self._bulkhead_locked(conn.name))
             self._clients[conn.name] = (fingerprint, client)
         if cached is not None:
             _close(cached[1])
         return client
 
     def invalidate(self, name: str) -> None:
+        """Drop the cached client (the connection was written or deleted: the next `get` rebuilds it)."""
         with self._lock:
             cached = self._clients.pop(name, None)
+            self._sweep_locked()
+        if cached is not None:
+            _close(cached[1])
+
+    def forget(self, name: str) -> None:
+        """The connection is gone (deleted, or never stored): drop its client and its bulkhead. Calls still
+        in flight keep the bulkhead they hold; a new connection of that name starts with a new one."""
+        with self._lock:
+            cached = self._clients.pop(name, None)
+            self._bulkheads.pop(name, None)
         if cached is not None:
             _close(cached[1])
 
@@ -128,6 +166,7 @@ class ClientCache:
         with self._lock:
             cached = list(self._clients.values())
             self._clients.clear()
+            self._sweep_locked()
         for _, client in cached:
             _close(client)
 

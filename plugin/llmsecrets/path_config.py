@@ -5,6 +5,7 @@ A connection holds one provider admin key. It is write-only: reads show `admin_k
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -143,9 +144,15 @@ def paths(b: LLMBackend) -> list[Path]:
     def write(req: Request, d: FieldData) -> Response | None:
         storage = b.storage_of(req)
         name = d.get_str("name")
-        conn = _merge(name, b.connection(storage, name), d)
+        existing = b.connection(storage, name)
+        conn = _merge(name, existing, d)
         if d.get_bool("verify"):
-            _verify(b, conn)
+            try:
+                _verify(b, conn)
+            except BadRequest:
+                if existing is None:
+                    b.clients.forget(name)  # nothing is stored under this name: keep no state for it
+                raise
         b.save_connection(storage, conn)
         return None
 
@@ -165,6 +172,7 @@ def paths(b: LLMBackend) -> list[Path]:
                 f"role), run {mount}tidy for unfinished creates, then delete the connection"
             )
         b.delete_connection(storage, name)
+        b.clients.forget(name)
 
     def list_configs(req: Request, d: FieldData) -> Response:
         keys = list_leaves(b.storage_of(req), CONFIG_PREFIX)
@@ -330,16 +338,15 @@ def _check_url(url: str) -> None:
 
 
 def _verify(b: LLMBackend, conn: ConnectionConfig) -> None:
-    try:
-        client = b.clients.build(conn)
-    except ValueError as exc:
-        raise BadRequest(f"invalid connection settings: {exc}") from None
-    try:
-        client.verify()
-    except ProviderError as exc:
-        raise errors.for_verify(exc, connection=conn.name) from None
-    finally:
-        client.close()
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(b.clients.checking(conn))
+        except ValueError as exc:
+            raise BadRequest(f"invalid connection settings: {exc}") from None
+        try:
+            client.verify()
+        except ProviderError as exc:
+            raise errors.for_verify(exc, connection=conn.name) from None
 
 
 def _live_key_ids(storage: Storage, connection: str) -> list[str]:

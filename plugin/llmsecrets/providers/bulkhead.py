@@ -80,10 +80,19 @@ class Bulkhead:
         self._attempts: dict[int, float] = {}
         self._tickets = itertools.count()
         self._last_took = 0.0  # how long the last attempt to finish took
+        self._last_end = 0.0  # when it finished (on `clock`)
 
     @property
     def in_flight(self) -> int:
         return self._calls
+
+    def forgettable(self, memory: float) -> bool:
+        """True when a new bulkhead would do the same: no call in flight, and the last attempt was prompt
+        or, if slow, ended `memory` seconds ago or more (so a slow provider is remembered that long)."""
+        with self._cond:
+            if self._calls:
+                return False
+            return self._last_took < self._stuck_after or self._clock() - self._last_end >= memory
 
     @contextmanager
     def slot(self, provider: str, what: str, *, max_wait: float | None = None) -> Iterator[Slot]:
@@ -100,7 +109,8 @@ class Bulkhead:
     def _end_attempt(self, ticket: int) -> None:
         started = self._attempts.pop(ticket, None)
         if started is not None:
-            self._last_took = self._clock() - started
+            self._last_end = self._clock()
+            self._last_took = self._last_end - started
 
     def _rest(self, ticket: int) -> None:
         with self._cond:
