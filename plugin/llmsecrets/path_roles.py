@@ -7,6 +7,7 @@ one it cannot enforce is a 400 that says so, never silently ignored.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from vaultplugin.framework import (
@@ -36,6 +37,17 @@ MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 512
 
+# What a project id looks like at each provider whose keys belong to a project, and how to say it. It goes
+# into the provider's URL path, so nothing but this shape is ever sent.
+PROJECT_ID_SHAPES: dict[str, tuple[re.Pattern[str], str, str]] = {
+    "openai": (
+        re.compile(r"proj_[A-Za-z0-9]{1,64}"),
+        "an OpenAI project id",
+        "proj_ followed by letters and digits, e.g. proj_abc123: the project's ID on its settings page "
+        "at platform.openai.com, not its name",
+    ),
+}
+
 FIELDS: dict[str, Field] = {
     "name": Field(FieldType.NAME, "Name of the role; applications read creds/<name>."),
     "connection": Field(FieldType.NAME, "The connection (config/<name>) keys are minted through. Required."),
@@ -58,7 +70,8 @@ FIELDS: dict[str, Field] = {
     ),
     "project_id": Field(
         FieldType.STRING,
-        "OpenAI only, required there: the project whose service accounts become the issued keys.",
+        "OpenAI only, required there: the id (proj_...) of the project whose service accounts become the "
+        "issued keys.",
         max_length=256,
     ),
     "spend_limit": Field(
@@ -82,7 +95,8 @@ A role says how keys are minted for creds/<role>: through which connection, with
 and with which per-key controls.
 
 Per-key controls by provider (a role asking for one its provider cannot enforce is refused):
-    openai      project_id (required); no per-key spend limit, models or metadata (project level only)
+    openai      project_id (required: the project's id, proj_...); no per-key spend limit, models or
+                metadata (project level only)
     openrouter  spend_limit; provider-side expiry
     litellm     spend_limit, models, metadata; provider-side expiry, extended on renew
 
@@ -248,7 +262,15 @@ def check_capabilities(role: Role, conn: ConnectionConfig, caps: Capabilities) -
             "become the issued keys"
         )
     if not caps.needs_project and role.project_id:
-        raise BadRequest(f'"project_id" applies to openai connections only, not {provider}')
+        raise BadRequest(
+            f'"project_id" applies to openai connections only, not {provider}: {provider} keys belong to no '
+            'project; remove "project_id" from the role'
+        )
+    shape = PROJECT_ID_SHAPES.get(provider)
+    if role.project_id and shape is not None and not shape[0].fullmatch(role.project_id):
+        _, what, how = shape
+        shown = role.project_id if len(role.project_id) <= 40 else role.project_id[:40] + "..."
+        raise BadRequest(f'"project_id" {shown!r} is not {what}; write {how}')
     refused = [
         (role.spend_limit is not None and not caps.spend_limit, "spend_limit", "a spend limit"),
         (bool(role.models) and not caps.models, "models", "a model list"),
