@@ -178,6 +178,23 @@ def test_the_watchdog_ends_a_read_no_timeout_bounds() -> None:
         theirs.close()
 
 
+def test_the_watchdog_wakes_for_a_call_whose_deadline_comes_first() -> None:
+    """The watchdog sleeps until the earliest deadline it knows: a later call with an earlier deadline must
+    still be aborted on time, and a call with time left must not be."""
+    ours, theirs = socket.socketpair()
+    try:
+        with CallBudget(30.0) as long_call:  # the watchdog now sleeps until ~30 s from now
+            with timed() as elapsed, CallBudget(0.3) as short_call:
+                short_call.attach(ours)
+                data = ours.recv(10)
+            assert data == b"" and short_call.aborted is Abort.DEADLINE
+            assert elapsed() < 0.3 + SLACK + 0.25
+            assert long_call.aborted is None
+    finally:
+        ours.close()
+        theirs.close()
+
+
 # --- bulkheads ----------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import socket
 import threading
 import time
@@ -29,8 +30,6 @@ from vaultplugin import hub
 
 # The watchdog aborts a budget this long after its deadline (cut timeouts normally end the call first).
 WATCHDOG_GRACE = 0.2
-# How often the watchdog looks while calls are running; it sleeps while none is.
-WATCHDOG_TICK = 0.25
 
 
 class Abort(Enum):
@@ -159,12 +158,19 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class _Watchdog:
-    """One daemon thread that aborts running calls just past their deadline; idle while none runs."""
+    """One daemon thread that aborts running calls just past their deadline.
+
+    It sleeps until the earliest deadline (+ grace) it knows of, and indefinitely while no call runs. A new
+    call wakes it only when its deadline comes before that wake-up: in a stream of calls with the same
+    budget (the usual case) the thread wakes about once a budget, not once a call, so it takes no GIL
+    hand-off from the calls themselves (measured: each wake-up cost the hub a context switch).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._running: set[CallBudget] = set()
         self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread will look next (monotonic); inf: when notified
 
     def watch(self, budget: CallBudget) -> None:
         with self._cond:
@@ -172,7 +178,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="provider-watchdog", daemon=True)
                 self._thread.start()
-            elif len(self._running) == 1:
+            elif budget.deadline + WATCHDOG_GRACE < self._wakes_at:
+                self._wakes_at = budget.deadline + WATCHDOG_GRACE
                 self._cond.notify()
 
     def forget(self, budget: CallBudget) -> None:
@@ -182,11 +189,14 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._running:
-                    self._cond.wait()
-                self._cond.wait(WATCHDOG_TICK)
                 now = time.monotonic()
                 late = [b for b in self._running if now >= b.deadline + WATCHDOG_GRACE]
+                for budget in late:
+                    self._running.discard(budget)  # aborted once; `forget` comes when the call ends
+                self._wakes_at = min((b.deadline + WATCHDOG_GRACE for b in self._running), default=math.inf)
+                if not late:
+                    self._cond.wait(None if self._wakes_at == math.inf else max(0.0, self._wakes_at - now))
+                    continue
             for budget in late:
                 budget.abort(Abort.DEADLINE)
 
