@@ -90,7 +90,7 @@ class Group:
 class SystemView(Protocol):
     """What the host tells a backend about its mount, and about a request's identity.
 
-    A call the host cannot answer raises `VaultError` (a 500 whose message says which call failed).
+    An identity call the host cannot answer raises `VaultError` (a 500 whose message names the call).
     """
 
     def default_lease_ttl(self) -> float: ...
