@@ -11,7 +11,7 @@ Every path exists to make one protocol behaviour observable through Vault's HTTP
 - ``wal``, ``rollbacks``: the WAL entries left, and what the WAL rollback callback undid;
 - ``pid``: the plugin process's id (to kill it from a test);
 - ``identity``: what the host's SystemView EntityInfo and GroupsForEntity say of the requesting entity (or of
-  the ``entity_id`` asked for);
+  the ``entity_id`` asked for), called on the hub as an engine's cooperative read would;
 - ``errors/...``: one path for each error class (400, 502, 500, and 405 on write);
 - and a Setup that refuses a mount with the option ``fail_setup``.
 
@@ -227,7 +227,11 @@ class E2EBackend(Backend):
                             query=True,
                         )
                     },
-                    operations={Operation.READ: self._identity},
+                    operations={
+                        Operation.READ: OperationSpec(
+                            self._identity, summary="Ask the host about an entity.", cooperative=True
+                        )
+                    },
                     synopsis="What the host says of an entity and its groups.",
                     description="The SystemView EntityInfo and GroupsForEntity answers, field by field.",
                 ),
