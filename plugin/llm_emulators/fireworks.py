@@ -12,6 +12,8 @@ admin user>``; U is ``/v1/accounts/{account_id}/users/{user_id}``):
   ``pageSize`` or a page size cap (``set_page_size``) is set.
 * ``POST U/apiKeys:delete`` ``{"keyId"}`` -> ``{}``; a gone key -> 404.
 * Another account -> 403; an unknown user of the account -> 404.
+* An issued key acts as its user: it may list, create and delete that user's keys (firectl creates keys "for
+  the signed in user" with any API key), and gets 403 for any other user.
 * ``POST /inference/v1/chat/completions`` with an issued key that exists and is not past ``expireTime``.
 
 Errors of the management API: ``{"code": <gRPC code>, "message": str, "details": []}`` (a gRPC gateway's
@@ -20,9 +22,8 @@ status); of the inference API: ``{"error": {"object": "error", "type", "message"
 Sources: the paths, the create body wrapped in ``apiKey``, the key fields, the delete body and the list fields
 and parameters are from Fireworks' OpenAPI ("Gateway REST API"); a page token being a page number is from
 firectl's docs; the one-year limit from the console. *Unconfirmed* and emulated as stated: every error body
-and status (including 404 for a gone key), paging actually working, the one-year limit in the API, and what
-an issued key may do on these endpoints (403 here: a real key of a user may be able to list or make keys
-of that user).
+and status (including 404 for a gone key), paging actually working, the one-year limit in the API, and
+whether a service account's key may manage its own keys as a human user's may (it may, here: the worse case).
 """
 
 from __future__ import annotations
@@ -259,6 +260,20 @@ class FireworksEmulator(Emulator):
                 "system_fingerprint": "fp_" + secrets.token_hex(5),
             },
         )
+
+    # ---- auth
+
+    def _check_admin_auth(self, req: Request, op: str) -> httpx.Response | None:
+        rec = self._lookup_secret(req.token) if req.token else None
+        if rec is None or self.is_admin_token(req.token):
+            return super()._check_admin_auth(req, op)
+        # An API key acts as its user, who may manage their own keys (firectl: "creates an API key for the
+        # signed in user"): a leased key can list, make and delete keys of its own user, nothing else.
+        if rec.deleted or rec.expired_at(self.now()):
+            return self._err_invalid_auth()
+        if req.params.get("account") == self.account and req.params.get("user") == rec.extra["user"]:
+            return None
+        return self._err_issued_key_on_admin()
 
     # ---- errors
 

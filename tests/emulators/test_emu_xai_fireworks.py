@@ -174,7 +174,7 @@ def test_fireworks_expiry_and_validation(fw_h: Harness, clock: FakeClock) -> Non
     grpc_error(admin.post(FW + ":delete", json={}), 400, 3)
     grpc_error(admin.get("/v1/accounts/other/users/vault-service-account/apiKeys"), 403, 7)
     grpc_error(admin.get("/v1/accounts/emulator-account/users/nobody/apiKeys"), 404, 5)
-    grpc_error(fw_h.client(key["key"]).get(FW), 403, 7)
+    grpc_error(fw_h.client(key["key"]).get("/v1/accounts/emulator-account/users/other/apiKeys"), 403, 7)
     grpc_error(fw_h.client("wrong").get(FW), 401, 16)
 
 
@@ -190,3 +190,15 @@ def test_fireworks_pages_by_page_number(fw_h: Harness) -> None:
         token = body["nextPageToken"]
     assert seen == ids
     assert len(admin.get(FW).json()["apiKeys"]) == 5  # no page size: one page
+
+
+def test_fireworks_an_issued_key_manages_only_its_own_users_keys(fw_h: Harness) -> None:
+    """The worse case, emulated: a leased key can mint a key for its own user that its lease does not own."""
+    issued = fw_create(fw_h.admin())
+    as_user = fw_h.client(issued["key"])
+    assert [k["keyId"] for k in as_user.get(FW).json()["apiKeys"]] == [issued["keyId"]]
+    minted = as_user.post(FW, json={"apiKey": {"displayName": "not-vault"}})
+    assert minted.status_code == 200 and minted.json()["key"].startswith("fw_")
+    assert as_user.post(FW + ":delete", json={"keyId": minted.json()["keyId"]}).json() == {}
+    fw_h.admin().post(FW + ":delete", json={"keyId": issued["keyId"]})
+    grpc_error(as_user.get(FW), 401, 16)  # a deleted key acts as nobody
