@@ -27,6 +27,10 @@ Sources, and what is confirmed:
     gone" only if listing the user no longer shows the key; else the error stands and the deletion is retried.
   - The longest expiry: the console offers at most one year; the API's limit is not documented.
   - No call changes a key's expiry, so `extend_expiry` is False and keys expire at max TTL + grace.
+
+An API key acts as its user, and firectl creates keys "for the signed in user" with any API key: a leased key
+can probably mint keys of its own user that no lease owns (the sweep deletes only keys with the mount's
+prefix). Give the engine a dedicated service-account user, and keep its leases short.
 """
 
 from __future__ import annotations
