@@ -549,3 +549,32 @@ def test_on_the_hub_a_call_moves_to_a_thread_where_it_could_block(hub_run: HubRu
         hub_run.run(lambda: checks.append(runs_here(GuardedTransport(), bulkhead)))
     hub_run.run(lambda: checks.append(runs_here(GuardedTransport(proxy="http://127.0.0.1:9"), None)))
     assert checks == [True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/keys", {"name": "vault-0badc0de-ci", "limit": 1.5, "note": "für café ☕"}),
+        ("DELETE", "/keys/sk%2For%2Fid", None),
+        ("PATCH", "keys/a-b_c.d~e", {"disabled": True}),
+        ("GET", "/keys/with space/é", None),  # needs encoding: built by httpx
+        ("GET", "/a/../keys", None),  # httpx normalises it: built by httpx
+    ],
+)
+def test_requests_built_as_bytes_are_what_httpx_would_send(
+    serve: Callable[..., ScriptedServer], method: str, path: str, body: object
+) -> None:
+    """The direct path builds requests without httpx.Request: byte for byte the same request."""
+    server = serve(lambda head, body: reply())
+    base = server.url() + "/api/v1"
+    seen: list[bytes] = []
+    for direct in (True, False):
+        http = ProviderHTTP(provider="openrouter", base_url=base, admin_key=ADMIN)
+        assert http._direct is not None
+        if not direct:
+            http._direct = None  # the httpx.Request path
+        assert http.call(method, path, op="test", json=body, deadline=time.monotonic() + 5) == {"ok": True}
+        seen.append(server.requests[-1])
+    assert seen[0] == seen[1]
+    assert seen[0].startswith(f"{method} /api/v1/".encode())
+    assert b"Authorization: Bearer " + ADMIN.encode() in seen[0]

@@ -34,7 +34,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -307,17 +307,31 @@ class Http11Pool:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        scheme = url.raw_scheme
-        if scheme not in DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"the URL scheme must be http or https, not {url.scheme!r}")
-        host = url.raw_host
-        port = url.port or DEFAULT_PORTS[scheme]
-        key = (scheme, host, port)
-        timeouts = {**_DEFAULT_TIMEOUTS, **request.extensions.get("timeout", {})}
-        body = request.read()
-        method = request.method.encode("ascii")
-        head = b"%s %s HTTP/1.1\r\n" % (method, url.raw_path)
-        head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in request.headers.raw) + b"\r\n"
+        key = connection_key(url)
+        return self.send(
+            key,
+            request.method.encode("ascii"),
+            url.raw_path,
+            request.headers.raw,
+            body=request.read(),
+            timeout=request.extensions.get("timeout", {}),
+        )
+
+    def send(
+        self,
+        key: tuple[bytes, bytes, int],
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        body: bytes,
+        timeout: Mapping[str, float | None],
+    ) -> httpx.Response:
+        """One request to `key` (scheme, host, port) as bytes in hand: `headers` must hold Host (and
+        Content-Length for a body). `transport.DirectRequests` calls this without an httpx.Request."""
+        timeouts = {**_DEFAULT_TIMEOUTS, **timeout}
+        head = b"%s %s HTTP/1.1\r\n" % (method, target)
+        head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers) + b"\r\n"
         conn = self._connection(key, timeouts)
         try:
             conn.send(head + body, timeouts["write"])
@@ -435,6 +449,14 @@ class Http11Pool:
             tls.close()
             raise httpx.ConnectError(f"TLS handshake failed: {exc}") from None
         return tls
+
+
+def connection_key(url: httpx.URL) -> tuple[bytes, bytes, int]:
+    """(scheme, host, port) of `url`: what a pooled connection serves."""
+    scheme = url.raw_scheme
+    if scheme not in DEFAULT_PORTS:
+        raise httpx.UnsupportedProtocol(f"the URL scheme must be http or https, not {url.scheme!r}")
+    return scheme, url.raw_host, url.port or DEFAULT_PORTS[scheme]
 
 
 def _resolve(host: str, port: int, deadline: float) -> list[Any]:

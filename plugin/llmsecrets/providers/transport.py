@@ -16,9 +16,11 @@ with the same budget rules that costs a fraction of httpcore's CPU a call.
 from __future__ import annotations
 
 import contextlib
+import json as jsonlib
+import re
 import ssl
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpcore
@@ -27,7 +29,7 @@ from vaultplugin import hub
 
 from . import budget
 from .bulkhead import Bulkhead
-from .http11 import Http11Pool
+from .http11 import Http11Pool, connection_key
 
 # httpcore's exceptions -> httpx's (the same names); the most specific match wins.
 _EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -183,6 +185,51 @@ def runs_here(transport: httpx.BaseTransport, bulkhead: Bulkhead | None) -> bool
     return bulkhead is None or bulkhead.in_flight < bulkhead.limit - max(1, bulkhead.limit // 4)
 
 
+# A path that needs no percent-encoding: sent as it is, as httpx.URL would send it.
+_PLAIN_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+
+
+class DirectRequests:
+    """Requests to one base URL over the direct pool, built straight as bytes.
+
+    Why: building an `httpx.Request` (URL parsing, header normalisation, body encoding) cost ~8 % of the
+    plugin's CPU per creds read, for a request whose shape never changes. What this sends is byte for
+    byte what the same `httpx.Request` would (tested): Host, the given headers, Content-Length and
+    Content-Type for a JSON body. A request it cannot build that way (query parameters, a path or header
+    that needs encoding) gets `None`, and the caller builds the httpx.Request."""
+
+    def __init__(self, pool: Http11Pool, base_url: str) -> None:
+        url = httpx.URL(base_url)
+        self._pool = pool
+        self._key = connection_key(url)
+        self._host = url.netloc
+        self._base_path = url.raw_path.rstrip(b"/")
+        self.usable = not url.query and not url.fragment and b"?" not in url.raw_path
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        json: Any,
+        timeout: Mapping[str, float | None],
+    ) -> httpx.Response | None:
+        rest = path.lstrip("/")
+        if not _PLAIN_PATH.fullmatch(rest) or "/." in "/" + rest:  # httpx would encode or normalise it
+            return None
+        try:
+            raw = [(b"Host", self._host)]
+            raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+        except UnicodeEncodeError:
+            return None  # httpx.Request refuses it the same way
+        body = b""
+        if json is not None:
+            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            raw += [(b"Content-Length", str(len(body)).encode()), (b"Content-Type", b"application/json")]
+        target = self._base_path + b"/" + rest.encode("ascii")
+        return self._pool.send(self._key, method.encode("ascii"), target, raw, body=body, timeout=timeout)
+
+
 class GuardedTransport(httpx.BaseTransport):
     """httpx transport over guarded sockets: straight to the provider through `Http11Pool`, or through an
     HTTP(S) proxy over an httpcore pool. (A connection's bulkhead bounds its calls in flight.)"""
@@ -218,6 +265,13 @@ class GuardedTransport(httpx.BaseTransport):
                 proxy_auth=(proxy_url.username, proxy_url.password or "") if proxy_url.username else None,
                 **limits,
             )
+
+    def direct_requests(self, base_url: str) -> DirectRequests | None:
+        """Requests to `base_url` built as bytes (`DirectRequests`), when calls go straight to it."""
+        if self._direct is None:
+            return None
+        prepared = DirectRequests(self._direct, base_url)
+        return prepared if prepared.usable else None
 
     @property
     def cooperative(self) -> bool:
