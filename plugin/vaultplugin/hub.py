@@ -39,17 +39,15 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _local = threading.local()
 _MAX_IDLE_RUNNERS = 64
+_COMPACT_AFTER = 1024  # cancelled timers in the heap before it may be rebuilt
 SLOW_SEGMENT = 0.5  # seconds a call may run on the hub between waits before a warning is logged
 
 
 class _Timer:
-    __slots__ = ("cancelled", "fn", "seq", "when")
+    __slots__ = ("cancelled", "fn", "when")
 
-    def __init__(self, when: float, seq: int, fn: Callable[[], None]) -> None:
-        self.when, self.seq, self.fn, self.cancelled = when, seq, fn, False
-
-    def __lt__(self, other: _Timer) -> bool:
-        return (self.when, self.seq) < (other.when, other.seq)
+    def __init__(self, when: float, fn: Callable[[], None]) -> None:
+        self.when, self.fn, self.cancelled = when, fn, False
 
 
 class Hub:
@@ -59,7 +57,11 @@ class Hub:
         self._epoll = select.epoll()
         self._watchers: dict[int, Callable[[], None]] = {}  # fd -> run on the hub each time it is readable
         self._waiting: dict[int, greenlet.greenlet] = {}  # fd -> the call suspended until it is readable
-        self._timers: list[_Timer] = []
+        # (when, seq, timer). Every wait for Vault sets a timer (its deadline, ~30 s out) and cancels it: a
+        # cancelled timer stays in the heap until it comes due, so under load the heap held ~30 s of them
+        # (tens of thousands); `cancel` rebuilds it once they are most of it.
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._cancelled_timers = 0  # in the heap, not yet dropped
         self._seq = itertools.count()
         self._from_threads: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]]
         self._from_threads = collections.deque()
@@ -169,7 +171,7 @@ class Hub:
                     suspended = False
         finally:
             if timer is not None:
-                timer.cancelled = True
+                self.cancel(timer)
         if not outcome:
             raise TimeoutError("the blocking work did not finish in time")
         ok, value = outcome[0]
@@ -177,9 +179,21 @@ class Hub:
             return cast("_T", value)
         raise value
 
+    def cancel(self, timer: _Timer) -> None:
+        """Cancel a timer of `call_later` (on the hub thread). The heap is rebuilt once most of it is
+        cancelled timers, which are otherwise dropped only when they come due."""
+        if timer.cancelled:
+            return
+        timer.cancelled = True
+        self._cancelled_timers += 1
+        if self._cancelled_timers > _COMPACT_AFTER and self._cancelled_timers * 2 > len(self._timers):
+            self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled_timers = 0
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> _Timer:
-        timer = _Timer(time.monotonic() + delay, next(self._seq), fn)
-        heapq.heappush(self._timers, timer)
+        timer = _Timer(time.monotonic() + delay, fn)
+        heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
 
     def wait_readable(self, fd: int, deadline: float) -> bool:
@@ -199,7 +213,7 @@ class Hub:
         try:
             return bool(self._main.switch())
         finally:
-            timer.cancelled = True
+            self.cancel(timer)
             self._waiting.pop(fd, None)
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
@@ -214,10 +228,11 @@ class Hub:
         _local.hub = self
         while not self._closed:
             timeout = -1.0
-            while self._timers and self._timers[0].cancelled:
+            while self._timers and self._timers[0][2].cancelled:
                 heapq.heappop(self._timers)
+                self._cancelled_timers -= 1
             if self._timers:
-                timeout = max(0.0, self._timers[0].when - time.monotonic())
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
             try:
                 events = self._epoll.poll(timeout)
             except InterruptedError:
@@ -235,9 +250,12 @@ class Hub:
                 fn, args = self._from_threads.popleft()
                 _guarded(fn, args)
             now = time.monotonic()
-            while self._timers and (self._timers[0].cancelled or self._timers[0].when <= now):
-                timer = heapq.heappop(self._timers)
-                if not timer.cancelled:
+            while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= now):
+                timer = heapq.heappop(self._timers)[2]
+                if timer.cancelled:
+                    self._cancelled_timers -= 1
+                else:
+                    timer.cancelled = True  # done: a late cancel() must not count it
                     _guarded(timer.fn, ())
 
 

@@ -131,12 +131,33 @@ def test_timers_run_in_order_and_cancelled_ones_do_not(hub: Hub) -> None:
     def schedule() -> None:
         hub.call_later(0.05, lambda: fired.append("second"))
         hub.call_later(0.01, lambda: fired.append("first"))
-        hub.call_later(0.03, lambda: fired.append("cancelled")).cancelled = True
+        hub.cancel(hub.call_later(0.03, lambda: fired.append("cancelled")))
         hub.call_later(0.08, done.set)
 
     hub.call_soon_threadsafe(schedule)
     wait_for(done)
     assert fired == ["first", "second"]
+
+
+def test_cancelled_timers_do_not_pile_up(hub: Hub) -> None:
+    """Every wait for Vault sets a timer ~30 s out and cancels it: the heap must not keep them all."""
+    fired: list[int] = []
+    sizes: list[int] = []
+    done = threading.Event()
+
+    def schedule() -> None:
+        for n in range(5000):
+            timer = hub.call_later(30 + n / 1000, lambda: fired.append(-1))
+            if n % 1000 == 0:
+                hub.call_later(0.01 + n / 100000, lambda n=n: fired.append(n))
+            hub.cancel(timer)
+        sizes.append(len(hub._timers))
+        hub.call_later(0.2, done.set)
+
+    hub.call_soon_threadsafe(schedule)
+    wait_for(done)
+    assert sizes[0] < 2100  # rebuilt when most of it was cancelled: not 5,000 + 5
+    assert fired == [0, 1000, 2000, 3000, 4000]  # the live ones still fire, in order
 
 
 def test_a_call_that_blocks_the_hub_is_reported(
