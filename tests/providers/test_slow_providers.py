@@ -9,6 +9,7 @@ a slow CI machine), far below the per-read timeout (15 s) that used to restart w
 from __future__ import annotations
 
 import gzip
+import re
 import socket
 import threading
 import time
@@ -92,13 +93,17 @@ def gave_up_within(emu: Emulator, seconds: float) -> None:
 # --- every call ends by its deadline -----------------------------------------------------------------
 
 
+TOO_SLOWLY = r"sent its answer too slowly: no complete answer within (1|0\.\d+) s"
+
+
 @pytest.mark.parametrize(
     ("fault", "words"),
     [
-        (Fault.trickle(seconds=0.2), "sent its answer too slowly: no complete answer within 1 s"),
-        (Fault.slow_headers(seconds=0.2), "sent its answer too slowly: no complete answer within 1 s"),
-        (Fault.stall(), "sent its answer too slowly: no complete answer within 1 s"),
-        (Fault.hang(), "the provider did not answer within 1 s"),
+        # The time named is what the call had left when it asked (up to 1 s: less on a busy machine).
+        (Fault.trickle(seconds=0.2), TOO_SLOWLY),
+        (Fault.slow_headers(seconds=0.2), TOO_SLOWLY),
+        (Fault.stall(), TOO_SLOWLY),
+        (Fault.hang(), r"the provider did not answer within (1|0\.\d+) s"),
     ],
     ids=lambda v: v.kind.value if isinstance(v, Fault) else "",
 )
@@ -115,7 +120,7 @@ def test_a_misbehaving_answer_ends_by_the_deadline(
         else:
             client.find_keys("vault-", scope=None, deadline=soon())
     assert elapsed() < DEADLINE + SLACK
-    assert words in str(info.value)
+    assert re.search(words, str(info.value)), str(info.value)
     assert str(info.value).startswith("openrouter: ")
     gave_up_within(emu, DEADLINE + SLACK)
 
@@ -263,7 +268,22 @@ def test_a_connection_that_answered_slowly_gets_few_threads_until_it_answers_fas
         thread.join()
     with bulkhead.slot("openrouter", "openrouter: list keys"):
         pass  # a prompt answer: the connection is healthy again
-    threads = hold(bulkhead, 0.1, 4)
+    # Four calls at once are admitted again. They start together (a barrier) and hold their slots until
+    # released: were one to start 0.2 s after another, the first would look stuck (stuck_after).
+    start, release = threading.Barrier(4), threading.Event()
+    admitted: list[bool] = []
+
+    def call() -> None:
+        start.wait(timeout=10)
+        with bulkhead.slot("openrouter", "openrouter: list keys"):
+            admitted.append(True)
+            release.wait(timeout=10)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(admitted) == 4, timeout=5, what="four calls admitted")
+    release.set()
     for thread in threads:
         thread.join()
 
