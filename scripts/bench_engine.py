@@ -341,7 +341,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each creds-read phase")
     parser.add_argument("--clients", default="1,4,16", help="client counts for the read phases")
     parser.add_argument("--latency-ms", type=int, default=200, help="admin-API latency of the slow phases")
-    parser.add_argument("--provider", choices=sorted(EMULATORS), default="openrouter")
+    parser.add_argument("--provider", choices=sorted(ROLE_FIELDS), default="openrouter")
     parser.add_argument(
         "--expire-leases", type=int, default=1000, help="leases in the expiry burst (0: skip)"
     )

@@ -369,7 +369,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--fault-rate", type=float, help="share of admin calls that fail (default 0.01)")
     parser.add_argument("--use-every", type=int, default=5, help="use every Nth key, before and after revoke")
-    parser.add_argument("--provider", choices=sorted(EMULATORS), default="openrouter")
+    parser.add_argument("--provider", choices=sorted(ROLE_FIELDS), default="openrouter")
     parser.add_argument("--max-seconds", type=float, default=3600, help="wall-clock cap of the load")
     parser.add_argument(
         "--wal-min-age",
