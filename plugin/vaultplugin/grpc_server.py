@@ -5,8 +5,9 @@ TLS-to-plaintext bridge, and every call would then cross five threads (bridge, g
 worker, back). Here each connection's TLS state (`ssl` memory BIOs) and HTTP/2 state sit behind one lock.
 
 The hub (hub.py) reads every connection. A call whose method says it is cooperative (it blocks on nothing
-but Vault) runs on the hub as a greenlet of its own; any other call runs on a thread pool. Long-lived
-streams (the broker's StartStream, StreamStdio) get threads of their own.
+but the hub's waits) runs on the hub as a greenlet of its own; any other call runs on a thread pool, which
+also runs what a call on the hub hands off (`hub.run_blocking`). Long-lived streams (the broker's
+StartStream, StreamStdio) get threads of their own.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from vaultplugin.tls import MemoryTls
 
 log = logging.getLogger(__name__)
 
-# Most threads the pool that runs the calls that are not cooperative (provider calls among them) may
-# have. Vault revokes up to 200 leases at once (its expiration workers): against a provider that takes
-# 200 ms a call, 32 threads capped the plugin at ~120 deletes/s. Threads are started only when every one is
-# busy, and leave again after IDLE_THREAD_SECONDS without work, so a quiet plugin keeps a handful.
+# Most threads the pool that runs the calls that are not cooperative (and provider calls that may not wait
+# on the hub: through a proxy, or a bulkhead nearly full) may have. Vault revokes up to 200 leases at once
+# (its expiration workers): against a provider that takes 200 ms a call, 32 threads capped the plugin at
+# ~120 deletes/s. Threads are started only when every one is busy, and leave again after
+# IDLE_THREAD_SECONDS without work, so a quiet plugin keeps a handful.
 CALL_THREADS = 128
 IDLE_THREAD_SECONDS = 30.0
 _RECV = 256 * 1024

@@ -68,7 +68,7 @@ class CallBudget:
         self._sockets: set[socket.socket] = set()
         self._aborted: Abort | None = None
         self._finished = False
-        self._wake = threading.Event()
+        self._wake: threading.Event | None = None  # made by the first pause: most calls never retry
         self._token: contextvars.Token[CallBudget | None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -119,14 +119,22 @@ class CallBudget:
                 return
             self._aborted = reason
             sockets = list(self._sockets)
-        self._wake.set()
+            wake = self._wake
+        if wake is not None:
+            wake.set()
         for sock in sockets:
             _shutdown(sock)
 
     def pause(self, seconds: float) -> None:
         """Sleep `seconds` (a retry's backoff), or less if the call is aborted meanwhile. On the plugin's hub
         the wait runs on a pool thread while the call is suspended (retries are rare: no hub timer)."""
-        hub.run_blocking(lambda: self._wake.wait(seconds))
+        with self._lock:
+            if self._aborted is not None:
+                return
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+        hub.run_blocking(lambda: wake.wait(seconds))
 
     # --- context
 

@@ -57,10 +57,12 @@ class OperationSpec:
     description: str = ""
     unpublished: bool = False  # left out of OpenAPI
     deprecated: bool = False
-    # The handler blocks on nothing but calls to Vault (storage, system view): it runs on the plugin's hub,
-    # where such a call suspends it without holding a thread (vaultplugin/hub.py). Cheaper per request, but
-    # a handler that blocks on anything else (an HTTP API, a sleep), or holds a lock across a call to Vault
-    # (calls on the hub share one thread), would hold up every other request.
+    # The handler blocks on nothing but the waits of vaultplugin/hub.py (calls to Vault: storage, system
+    # view; a client built on `hub.wait_readable`/`wait_writable`, such as the engine's provider HTTP client;
+    # anything else through `hub.run_blocking`): it runs on the plugin's hub, where such a wait suspends it
+    # without holding a thread. Cheaper per request, but a handler that blocks otherwise (a sleep, a library's
+    # own socket), or holds a lock across a wait (calls on the hub share one thread), holds up every other
+    # request: the hub logs each such stretch (`hub.SLOW_SEGMENT`).
     cooperative: bool = False
 
 
