@@ -1,9 +1,23 @@
-"""OpenAI admin API emulator: one project service account (with its API key) per lease.
+"""OpenAI admin API emulator: project service accounts and their API keys.
 
 Wire contract (base ``/v1``, ``Authorization: Bearer <admin key>``):
 
-* ``POST /organization/projects/{project_id}/service_accounts`` ``{"name"}`` -> 200 service account with
-  ``api_key.value``; 400 archived project; 404 unknown project; 400 missing/invalid name or unknown argument.
+* ``POST /organization/projects/{project_id}/service_accounts`` ``{"name", "create_service_account_only"?,
+  "expires_in_seconds"?}`` -> 200 service account with ``api_key`` (``value``, ``expires_at``); with
+  ``create_service_account_only`` true the account has role ``none`` and ``api_key`` is null, and a non-null
+  ``expires_in_seconds`` beside it is a 400. 400 archived project; 404 unknown project; 400 missing/invalid
+  name or unknown argument.
+* ``POST /organization/projects/{project_id}/service_accounts/{id}`` ``{"name"?, "role"?}`` updates one
+  (role ``member`` | ``owner``).
+* ``POST /organization/projects/{project_id}/service_accounts/{id}/api_keys`` ``{"name"?, "scopes"?,
+  "expires_in_seconds"?}`` -> 200 ``organization.project.service_account.api_key`` (``id``, ``name``,
+  ``created_at``, ``value``, ``expires_at``). Scopes are stored (see :meth:`OpenAIEmulator.key_scopes`), not
+  echoed: no documented response carries them.
+* ``GET /organization/projects/{project_id}/api_keys?limit=&after=&owner_project_access=`` and ``GET
+  /organization/projects/{project_id}/api_keys/{id}`` -> ``organization.project.api_key`` objects (redacted
+  value, owner service account, ``expires_at``). ``DELETE`` of a key that belongs to a service account is a
+  400, as OpenAI documents ("an error if the key belonged to a service account"), unless the emulator is
+  built with ``allow_service_account_key_delete=True``; an unknown key is a 404.
 * ``GET /organization/projects/{project_id}/service_accounts?limit=&after=`` -> list (limit 1..100,
   default 20; ``first_id``/``last_id``/``has_more``).
 * ``GET|DELETE /organization/projects/{project_id}/service_accounts/{id}``; DELETE of a gone account -> 404.
@@ -12,8 +26,14 @@ Wire contract (base ``/v1``, ``Authorization: Bearer <admin key>``):
 * ``POST /chat/completions`` with an issued key -> minimal chat completion; dead keys -> 401 invalid_api_key.
 
 Errors: ``{"error": {"message", "type", "param", "code"}}``. 429 carries ``Retry-After`` in whole seconds.
-``expires_in_seconds`` on create is *unconfirmed* for the real API: it is rejected as an unrecognized argument
-unless the emulator is built with ``accept_expires_in_seconds=True``.
+
+``expires_in_seconds`` on service-account create is in OpenAI's SDKs since 2026-09 (the initial key's
+lifetime); on api-key create it is reported by the same SDK releases but not seen in a stored spec: each is
+rejected as an unrecognized argument when switched off (``accept_expires_in_seconds``,
+``accept_key_expires_in_seconds``). ``key_lifetime_cap`` plays an organization policy that caps key lifetime:
+an expiry is then required and at most the cap (the messages of those 400s are the emulator's own). A key past
+its expiry, a key of a deleted service account, and a key whose owner has role ``none`` answer inference with
+401 ``invalid_api_key``.
 """
 
 from __future__ import annotations
@@ -42,7 +62,12 @@ from .core import (
 __all__ = ["OpenAIEmulator"]
 
 _ID = r"[^/]+"
-_SA_FIELDS = frozenset({"name"})
+_SA_FIELDS = frozenset({"name", "create_service_account_only"})
+_KEY_FIELDS = frozenset({"name", "scopes"})
+_SA_ROLES = ("member", "owner")
+# Kinds of record: a service account (with its initial key, if any) and an extra key made for one.
+_SA = "service_account"
+_KEY = "api_key"
 
 
 def _error(
@@ -70,12 +95,18 @@ class OpenAIEmulator(Emulator):
         *,
         clock: Callable[[], float] = time.time,
         projects: Iterable[str] = ("proj_default",),
-        accept_expires_in_seconds: bool = False,
+        accept_expires_in_seconds: bool = True,
+        accept_key_expires_in_seconds: bool = True,
+        allow_service_account_key_delete: bool = False,
+        key_lifetime_cap: int | None = None,
     ) -> None:
         self._initial_projects = tuple(projects)
         if not self._initial_projects:
             raise ValueError("at least one project is needed")
         self.accept_expires_in_seconds = accept_expires_in_seconds
+        self.accept_key_expires_in_seconds = accept_key_expires_in_seconds
+        self.allow_service_account_key_delete = allow_service_account_key_delete
+        self.key_lifetime_cap = key_lifetime_cap
         super().__init__(admin_key, clock=clock)
         self._projects: dict[str, JSONDict] = {}
         self._reset_provider()
@@ -125,7 +156,12 @@ class OpenAIEmulator(Emulator):
             name=name,
             secret="sk-svcacct-" + random_token(48),
             created_at=created_at,
-            extra={"api_key_id": "key_" + random_id(16)},
+            extra={
+                "kind": _SA,
+                "api_key_id": "key_" + random_id(16),
+                "role": "member",
+                "key_name": "Secret Key",
+            },
         )
 
     def _seed_extras(self, rec: KeyRecord, project_id: str | None) -> None:
@@ -134,24 +170,95 @@ class OpenAIEmulator(Emulator):
             raise ValueError(f"unknown project {pid!r}")
         rec.project_id = pid
 
+    def key_scopes(self, key_id: str) -> list[str]:
+        """The scopes an API key was created with (KeyError for an unknown key)."""
+        with self._lock:
+            rec = self._records[key_id]
+            return list(rec.extra.get("scopes", []))
+
+    def service_account_of(self, key_id: str) -> str | None:
+        """The service account that owns an API key created through ``.../api_keys`` (None otherwise)."""
+        with self._lock:
+            rec = self._records.get(key_id)
+            return None if rec is None else rec.extra.get("sa_id")
+
     def _sa_json(self, rec: KeyRecord) -> JSONDict:
         return {
             "object": "organization.project.service_account",
             "id": rec.key_id,
             "name": rec.name,
-            "role": "member",
+            "role": rec.extra.get("role", "member"),
             "created_at": int(rec.created_at),
+        }
+
+    def _owner(self, rec: KeyRecord) -> KeyRecord | None:
+        """The service account behind a key record (itself for a service account's initial key)."""
+        if rec.extra.get("kind") == _KEY:
+            return self._records.get(rec.extra["sa_id"])
+        return rec
+
+    def _key_dead(self, rec: KeyRecord) -> bool:
+        owner = self._owner(rec)
+        return (
+            rec.deleted
+            or owner is None
+            or owner.deleted
+            or owner.extra.get("role") == "none"
+            or rec.extra.get("initial_key_deleted", False)
+            or rec.expired_at(self.now())
+            or self._archived(rec.project_id)
+        )
+
+    def _project_keys(self, pid: str) -> list[tuple[str, KeyRecord]]:
+        """Every API key ever made in a project, in creation order: (key id, record carrying it)."""
+        out: list[tuple[str, KeyRecord]] = []
+        for rec in self._records_in_order():
+            if rec.project_id != pid:
+                continue
+            if rec.extra.get("kind") == _KEY:
+                out.append((rec.key_id, rec))
+            elif rec.extra.get("api_key_id"):
+                out.append((rec.extra["api_key_id"], rec))
+        return out
+
+    def _key_visible(self, rec: KeyRecord) -> bool:
+        """Listed and readable: the key and its service account exist (expired keys are still listed)."""
+        owner = self._owner(rec)
+        return not (
+            rec.deleted or owner is None or owner.deleted or rec.extra.get("initial_key_deleted", False)
+        )
+
+    def _project_key_json(self, key_id: str, rec: KeyRecord) -> JSONDict:
+        owner = self._owner(rec)
+        assert owner is not None
+        secret = rec.secret
+        return {
+            "object": "organization.project.api_key",
+            "redacted_value": f"{secret[:8]}...{secret[-4:]}",
+            "name": rec.name if rec.extra.get("kind") == _KEY else rec.extra.get("key_name", "Secret Key"),
+            "created_at": int(rec.created_at),
+            "last_used_at": rec.extra.get("last_used_at"),
+            "id": key_id,
+            "expires_at": None if rec.expires_at is None else int(rec.expires_at),
+            "owner_project_access": "inactive" if owner.extra.get("role") == "none" else "active",
+            "owner": {"type": "service_account", "service_account": self._sa_json(owner)},
         }
 
     # ---- routes
 
     def _build_routes(self) -> list[Route]:
         sa = rf"/v1/organization/projects/(?P<project_id>{_ID})/service_accounts"
+        keys = rf"/v1/organization/projects/(?P<project_id>{_ID})/api_keys"
         return [
             route("POST", sa, "create", self._create),
             route("GET", sa, "list", self._list),
+            route("POST", rf"{sa}/(?P<sa_id>{_ID})/api_keys", "create", self._create_key),
             route("GET", rf"{sa}/(?P<sa_id>{_ID})", "get", self._get_sa),
+            route("POST", rf"{sa}/(?P<sa_id>{_ID})", "update", self._update_sa),
             route("DELETE", rf"{sa}/(?P<sa_id>{_ID})", "delete", self._delete),
+            route("GET", keys, "list", self._list_keys),
+            route("GET", rf"{keys}/(?P<key_id>{_ID})", "get", self._get_key),
+            route("DELETE", rf"{keys}/(?P<key_id>{_ID})", "delete", self._delete_key),
             route("GET", r"/v1/organization/projects", "list", self._list_projects),
             route("GET", rf"/v1/organization/projects/(?P<project_id>{_ID})", "get", self._get_project),
             route("POST", r"/v1/chat/completions", "inference", self._chat, kind="inference"),
@@ -166,10 +273,7 @@ class OpenAIEmulator(Emulator):
         pid = req.params["project_id"]
         return self._project_missing(pid) or json_response(200, self._project_json(pid))
 
-    def _create(self, req: Request) -> httpx.Response:
-        pid = req.params["project_id"]
-        if (missing := self._project_missing(pid)) is not None:
-            return missing
+    def _body(self, req: Request, allowed: frozenset[str] | set[str]) -> JSONDict | httpx.Response:
         try:
             body = json_object(req)
         except BodyError:
@@ -179,11 +283,43 @@ class OpenAIEmulator(Emulator):
                 "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent "
                 "was not valid JSON.)",
             )
-        allowed = _SA_FIELDS | ({"expires_in_seconds"} if self.accept_expires_in_seconds else set())
         unknown = sorted(set(body) - allowed)
         if unknown:
             return _error(400, f"Unrecognized request argument supplied: {unknown[0]}")
+        return body
+
+    def _lifetime(self, body: JSONDict, *, required: bool) -> int | httpx.Response | None:
+        """``expires_in_seconds``: absent, null or a positive integer, within the lifetime cap if set."""
+        expires_in = body.get("expires_in_seconds")
+        if expires_in is not None and (
+            isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1
+        ):
+            return _error(
+                400,
+                "Invalid 'expires_in_seconds': expected a positive integer.",
+                param="expires_in_seconds",
+                code="invalid_value",
+            )
+        cap = self.key_lifetime_cap
+        if cap is not None and required and expires_in is None:
+            return _error(
+                400,
+                f"'expires_in_seconds' is required: a policy limits API key lifetime to {cap} seconds.",
+                param="expires_in_seconds",
+            )
+        if cap is not None and expires_in is not None and expires_in > cap:
+            return _error(
+                400,
+                f"Invalid 'expires_in_seconds': a policy limits API key lifetime to {cap} seconds.",
+                param="expires_in_seconds",
+                code="invalid_value",
+            )
+        return expires_in
+
+    def _name(self, body: JSONDict, *, required: bool) -> str | httpx.Response | None:
         if "name" not in body:
+            if not required:
+                return None
             return _error(
                 400, "Missing required parameter: 'name'.", param="name", code="missing_required_parameter"
             )
@@ -203,43 +339,211 @@ class OpenAIEmulator(Emulator):
                 param="name",
                 code="empty_string",
             )
-        expires_in = body.get("expires_in_seconds")
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1
-        ):
+        return name
+
+    def _create(self, req: Request) -> httpx.Response:
+        pid = req.params["project_id"]
+        if (missing := self._project_missing(pid)) is not None:
+            return missing
+        allowed = set(_SA_FIELDS) | ({"expires_in_seconds"} if self.accept_expires_in_seconds else set())
+        body = self._body(req, allowed)
+        if isinstance(body, httpx.Response):
+            return body
+        name = self._name(body, required=True)
+        if isinstance(name, httpx.Response):
+            return name
+        assert name is not None
+        only = body.get("create_service_account_only")
+        if only is not None and not isinstance(only, bool):
             return _error(
                 400,
-                "Invalid 'expires_in_seconds': expected a positive integer.",
-                param="expires_in_seconds",
-                code="invalid_value",
+                f"Invalid type for 'create_service_account_only': expected a boolean, but got "
+                f"{_json_type(only)} instead.",
+                param="create_service_account_only",
+                code="invalid_type",
             )
+        if only and body.get("expires_in_seconds") is not None:
+            return _error(
+                400,
+                "'expires_in_seconds' cannot be used when 'create_service_account_only' is true.",
+                param="expires_in_seconds",
+            )
+        expires_in = self._lifetime(body, required=not only)
+        if isinstance(expires_in, httpx.Response):
+            return expires_in
         if self._archived(pid):
             return _error(400, f"Project {pid} is archived and cannot be modified.", param="project_id")
         now = self.now()
         rec = self._new_record(name, created_at=now)
         rec.project_id = pid
-        if expires_in is not None:
+        if only:
+            # No key and no default role: the secret is unusable and never returned.
+            rec.extra.update(role="none", api_key_id=None)
+            rec.secret = ""
+        elif expires_in is not None:
             rec.expires_at = now + expires_in
         self._store(rec)
         body_out = self._sa_json(rec)
-        body_out["api_key"] = {
-            "object": "organization.project.service_account.api_key",
-            "value": rec.secret,
-            "name": "Secret Key",
-            "created_at": int(now),
-            "id": rec.extra["api_key_id"],
-        }
+        body_out["api_key"] = None
+        if not only:
+            body_out["api_key"] = {
+                "object": "organization.project.service_account.api_key",
+                "value": rec.secret,
+                "name": rec.extra["key_name"],
+                "created_at": int(now),
+                "id": rec.extra["api_key_id"],
+                "expires_at": None if rec.expires_at is None else int(rec.expires_at),
+            }
         return json_response(200, body_out)
+
+    def _update_sa(self, req: Request) -> httpx.Response:
+        found = self._find_sa(req)
+        if isinstance(found, httpx.Response):
+            return found
+        body = self._body(req, {"name", "role"})
+        if isinstance(body, httpx.Response):
+            return body
+        name = self._name(body, required=False)
+        if isinstance(name, httpx.Response):
+            return name
+        role = body.get("role")
+        if role is not None and role not in _SA_ROLES:
+            return _error(
+                400,
+                f"Invalid value: '{role}'. Supported values are: 'member' and 'owner'.",
+                param="role",
+                code="invalid_value",
+            )
+        if name is not None:
+            found.name = name
+        if role is not None:
+            found.extra["role"] = role
+        found.updated_at = self.now()
+        return json_response(200, self._sa_json(found))
+
+    def _create_key(self, req: Request) -> httpx.Response:
+        found = self._find_sa(req)
+        if isinstance(found, httpx.Response):
+            return found
+        allowed = set(_KEY_FIELDS) | ({"expires_in_seconds"} if self.accept_key_expires_in_seconds else set())
+        body = self._body(req, allowed)
+        if isinstance(body, httpx.Response):
+            return body
+        name = self._name(body, required=False)
+        if isinstance(name, httpx.Response):
+            return name
+        scopes = body.get("scopes")
+        if scopes is not None and (
+            not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes)
+        ):
+            return _error(
+                400,
+                f"Invalid type for 'scopes': expected an array of strings, but got {_json_type(scopes)} "
+                "instead.",
+                param="scopes",
+                code="invalid_type",
+            )
+        expires_in = self._lifetime(body, required=True)
+        if isinstance(expires_in, httpx.Response):
+            return expires_in
+        pid = req.params["project_id"]
+        if self._archived(pid):
+            return _error(400, f"Project {pid} is archived and cannot be modified.", param="project_id")
+        now = self.now()
+        rec = KeyRecord(
+            key_id="key_" + random_id(16),
+            name=name or "Secret Key",
+            secret="sk-svcacct-" + random_token(48),
+            created_at=now,
+            project_id=pid,
+            expires_at=None if expires_in is None else now + expires_in,
+            extra={"kind": _KEY, "sa_id": found.key_id, "scopes": list(scopes or [])},
+        )
+        self._store(rec)
+        return json_response(
+            200,
+            {
+                "object": "organization.project.service_account.api_key",
+                "value": rec.secret,
+                "name": rec.name,
+                "created_at": int(now),
+                "id": rec.key_id,
+                "expires_at": None if rec.expires_at is None else int(rec.expires_at),
+            },
+        )
 
     def _list(self, req: Request) -> httpx.Response:
         pid = req.params["project_id"]
         if (missing := self._project_missing(pid)) is not None:
             return missing
-        in_project = [r for r in self._records_in_order() if r.project_id == pid]
+        in_project = [
+            r for r in self._records_in_order() if r.project_id == pid and r.extra.get("kind") == _SA
+        ]
         return self._page(
             req,
             [r.key_id for r in in_project],
             [(r.key_id, self._sa_json(r)) for r in in_project if not r.deleted],
+        )
+
+    def _list_keys(self, req: Request) -> httpx.Response:
+        pid = req.params["project_id"]
+        if (missing := self._project_missing(pid)) is not None:
+            return missing
+        access = req.query.get("owner_project_access")
+        if access is not None and access not in ("active", "inactive", "any"):
+            return _error(
+                400,
+                f"Invalid value: '{access}'. Supported values are: 'active', 'inactive', and 'any'.",
+                param="owner_project_access",
+                code="invalid_value",
+            )
+        keys = self._project_keys(pid)
+        visible = []
+        for key_id, rec in keys:
+            if not self._key_visible(rec):
+                continue
+            item = self._project_key_json(key_id, rec)
+            # Without the filter OpenAI applies its membership rules: owners without access are left out.
+            if (access or "active") in ("any", item["owner_project_access"]):
+                visible.append((key_id, item))
+        return self._page(req, [k for k, _ in keys], visible)
+
+    def _find_key(self, req: Request) -> tuple[str, KeyRecord] | httpx.Response:
+        pid = req.params["project_id"]
+        if (missing := self._project_missing(pid)) is not None:
+            return missing
+        wanted = req.params["key_id"]
+        for key_id, rec in self._project_keys(pid):
+            if key_id == wanted and self._key_visible(rec):
+                return key_id, rec
+        return _error(404, f"API key with id '{wanted}' not found.")
+
+    def _get_key(self, req: Request) -> httpx.Response:
+        found = self._find_key(req)
+        return (
+            found if isinstance(found, httpx.Response) else json_response(200, self._project_key_json(*found))
+        )
+
+    def _delete_key(self, req: Request) -> httpx.Response:
+        found = self._find_key(req)
+        if isinstance(found, httpx.Response):
+            return found
+        key_id, rec = found
+        if not self.allow_service_account_key_delete:
+            # Every key here has a service account for owner; OpenAI documents this delete as an error then.
+            return _error(
+                400,
+                f"API key '{key_id}' belongs to a service account and cannot be deleted here.",
+                param="api_key_id",
+            )
+        if rec.extra.get("kind") == _KEY:
+            self._mark_deleted(rec)
+        else:
+            rec.extra["initial_key_deleted"] = True
+            self._deleted_ids.append(key_id)
+            self.delete_count += 1
+        return json_response(
+            200, {"object": "organization.project.api_key.deleted", "id": key_id, "deleted": True}
         )
 
     def _list_projects(self, req: Request) -> httpx.Response:
@@ -311,7 +615,7 @@ class OpenAIEmulator(Emulator):
         if (missing := self._project_missing(pid)) is not None:
             return missing
         rec = self._get_live(req.params["sa_id"])
-        if rec is None or rec.project_id != pid:
+        if rec is None or rec.project_id != pid or rec.extra.get("kind") != _SA:
             return _error(404, f"Service account with id '{req.params['sa_id']}' not found.")
         return rec
 
@@ -324,6 +628,10 @@ class OpenAIEmulator(Emulator):
         if isinstance(found, httpx.Response):
             return found
         self._mark_deleted(found)
+        # Its keys go with it (not counted as deletes of their own).
+        for rec in self._records_in_order():
+            if rec.extra.get("sa_id") == found.key_id and not rec.deleted:
+                rec.deleted_at = found.deleted_at
         return json_response(
             200,
             {"object": "organization.project.service_account.deleted", "id": found.key_id, "deleted": True},
@@ -335,8 +643,9 @@ class OpenAIEmulator(Emulator):
         if not req.token:
             return self._err_missing_auth()
         rec = None if self.is_admin_token(req.token) else self._lookup_secret(req.token)
-        if rec is None or rec.deleted or rec.expired_at(self.now()) or self._archived(rec.project_id):
+        if rec is None or self._key_dead(rec):
             return self._err_invalid_auth()
+        rec.extra["last_used_at"] = int(self.now())
         try:
             body = json_object(req)
         except BodyError:

@@ -85,8 +85,30 @@ def test_create_validation(openai_h: Harness) -> None:
     _err(admin.post(SA, json={}), 400, "missing_required_parameter", "name")
     _err(admin.post(SA, json={"name": 5}), 400, "invalid_type", "name")
     _err(admin.post(SA, json={"name": ""}), 400, "empty_string", "name")
-    msg = _err(admin.post(SA, json={"name": "x", "expires_in_seconds": 60}), 400)
-    assert "expires_in_seconds" in msg
+    _err(
+        admin.post(SA, json={"name": "x", "expires_in_seconds": 0}),
+        400,
+        "invalid_value",
+        "expires_in_seconds",
+    )
+    _err(
+        admin.post(SA, json={"name": "x", "expires_in_seconds": "60"}),
+        400,
+        "invalid_value",
+        "expires_in_seconds",
+    )
+    msg = _err(
+        admin.post(SA, json={"name": "x", "create_service_account_only": True, "expires_in_seconds": 60}),
+        400,
+        param="expires_in_seconds",
+    )
+    assert "create_service_account_only" in msg
+    _err(
+        admin.post(SA, json={"name": "x", "create_service_account_only": "yes"}),
+        400,
+        "invalid_type",
+        "create_service_account_only",
+    )
     _err(admin.post(SA, content=b"{not json", headers={"Content-Type": "application/json"}), 400)
     _err(admin.post("/organization/projects/proj_nope/service_accounts", json={"name": "x"}), 404)
     assert openai_h.emu.create_count == 0 and openai_h.emu.live_keys() == []
@@ -129,12 +151,22 @@ def test_inference_auth(openai_h: Harness) -> None:
     _err(openai_h.client().post("/chat/completions", json=CHAT), 401)
 
 
-def test_expiry_when_switched_on(mode: str) -> None:
+def test_expiry_switched_off_is_an_unknown_argument(openai_h: Harness) -> None:
+    emu = openai_h.emu
+    assert isinstance(emu, OpenAIEmulator)
+    emu.accept_expires_in_seconds = False
+    msg = _err(openai_h.admin().post(SA, json={"name": "x", "expires_in_seconds": 60}), 400)
+    assert msg == "Unrecognized request argument supplied: expires_in_seconds"
+    assert emu.live_keys() == []
+
+
+def test_expiry_on_service_account_create(mode: str) -> None:
     clock = FakeClock()
-    for h in harness(OpenAIEmulator(clock=clock, accept_expires_in_seconds=True), mode):
+    for h in harness(OpenAIEmulator(clock=clock), mode):
         admin = h.admin()
         r = admin.post(SA, json={"name": "x", "expires_in_seconds": 60})
         assert r.status_code == 200
+        assert r.json()["api_key"]["expires_at"] == int(T0) + 60
         user = h.client(r.json()["api_key"]["value"])
         assert user.post("/chat/completions", json=CHAT).status_code == 200
         assert h.emu.live_keys()[0].expires_at == T0 + 60
