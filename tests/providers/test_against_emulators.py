@@ -349,17 +349,23 @@ def test_openai_unknown_project_and_expiry_switch() -> None:
     with pytest.raises(ProviderNotFound):
         client.create_key(KeySpec(name="vault-x", project_id="proj_nope"), deadline=time.monotonic() + 10)
     assert emu.create_count == 0
-    # Without the switch the unconfirmed field is never sent, even when an expiry is asked for.
+    # By default the expiry reaches the provider (and comes back as the key's expiry).
     spec = KeySpec(
         name="vault-y", project_id="proj_default", expires_at=datetime.now(UTC) + timedelta(hours=1)
     )
-    assert client.create_key(spec, deadline=time.monotonic() + 10).expires_at is None
-    # With the switch (and an emulator that accepts it) the expiry reaches the provider.
+    first = client.create_key(spec, deadline=time.monotonic() + 10)
+    assert first.expires_at is not None
+    assert first.expires_at.timestamp() == pytest.approx(spec.expires_at.timestamp(), abs=2)  # type: ignore[union-attr]
+    # Switched off, the field is never sent: an API without it still answers.
     emu2 = importlib.import_module("llm_emulators.openai").OpenAIEmulator(
-        admin_key=ADMIN, accept_expires_in_seconds=True
+        admin_key=ADMIN, accept_expires_in_seconds=False
     )
     client2 = OpenAIClient(
-        admin_key=ADMIN, base_url=emu2.base_path, transport=httpx.MockTransport(emu2.handle), send_expiry=True
+        admin_key=ADMIN,
+        base_url=emu2.base_path,
+        transport=httpx.MockTransport(emu2.handle),
+        send_expiry=False,
     )
     issued = client2.create_key(spec, deadline=time.monotonic() + 10)
-    assert emu2.find_key(issued.key_id).expires_at == pytest.approx(spec.expires_at.timestamp(), abs=2)  # type: ignore[union-attr]
+    assert issued.expires_at is None and not client2.capabilities.expiry
+    assert emu2.find_key(issued.key_id).expires_at is None  # type: ignore[union-attr]

@@ -95,26 +95,27 @@ def test_openai_create_request_and_result(policy: RetryPolicy, clock: FakeClock)
     request = script.requests[0]
     assert request.method == "POST"
     assert request.url == "https://api.openai.com/v1/organization/projects/proj_x/service_accounts"
-    assert body_of(request) == {"name": "vault-role-1"}  # no unconfirmed expires_in_seconds by default
+    sent = body_of(request)
+    assert isinstance(sent, dict) and set(sent) == {"name", "expires_in_seconds"}
+    assert sent["name"] == "vault-role-1" and 3599 <= sent["expires_in_seconds"] <= 3601
     assert request.headers["OpenAI-Organization"] == "org-1"
     assert issued.key_id == "svc_acct_abc"
     assert issued.scope == "proj_x"
     assert issued.api_key.reveal() == ISSUED
-    assert issued.expires_at is None
+    # The answer carries no expires_at: the one asked for stands.
+    assert issued.expires_at == spec.expires_at
     assert issued.created_at == datetime.fromtimestamp(1_780_000_000, UTC)
     assert ISSUED not in repr(issued)
-    assert not client.capabilities.expiry
-
-
-def test_openai_send_expiry_switch(policy: RetryPolicy, clock: FakeClock) -> None:
-    script = Script(openai_created)
-    client = OpenAIClient(admin_key=ADMIN_KEY, transport=script.transport, retry=policy, send_expiry=True)
     assert client.capabilities.expiry
+
+
+def test_openai_send_expiry_switch_off(policy: RetryPolicy, clock: FakeClock) -> None:
+    script = Script(openai_created)
+    client = OpenAIClient(admin_key=ADMIN_KEY, transport=script.transport, retry=policy, send_expiry=False)
+    assert not client.capabilities.expiry
     spec = KeySpec(name="n", project_id="p", expires_at=datetime.now(UTC) + timedelta(seconds=900))
-    client.create_key(spec, deadline=clock() + 30)
-    sent = body_of(script.requests[0])
-    assert isinstance(sent, dict)
-    assert 899 <= sent["expires_in_seconds"] <= 901
+    assert client.create_key(spec, deadline=clock() + 30).expires_at is None
+    assert body_of(script.requests[0]) == {"name": "n"}
 
 
 def test_openai_create_without_secret_is_outcome_unknown(policy: RetryPolicy, clock: FakeClock) -> None:
@@ -143,6 +144,11 @@ def test_openai_delete_404_without_api_body_is_not_gone(policy: RetryPolicy, clo
 
 def test_openai_find_keys_follows_cursor(policy: RetryPolicy, clock: FakeClock) -> None:
     def page(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api_keys"):
+            assert request.url.params["owner_project_access"] == "any"
+            return httpx.Response(
+                200, json={"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+            )
         after = request.url.params.get("after")
         if after is None:
             data = [
@@ -334,8 +340,8 @@ def test_registry() -> None:
         make_client("litellm", admin_key=ADMIN_KEY)
     with pytest.raises(ValueError, match="unknown provider"):
         make_client("anthropic", admin_key=ADMIN_KEY)
-    with pytest.raises(ValueError, match="organization_id"):
-        make_client("openrouter", admin_key=ADMIN_KEY, organization_id="org")
+    with pytest.raises(ValueError, match="organization_id applies to openai only"):
+        make_client("openrouter", admin_key=ADMIN_KEY, account={"organization_id": "org"})
     client = make_client("litellm", admin_key=SecretStr(ADMIN_KEY), base_url="http://127.0.0.1:4000")
     assert client.capabilities.extend_expiry
     client.close()

@@ -73,6 +73,12 @@ class KeySpec:
     - `models`: allowed models; empty means the provider default.
     - `metadata`: string pairs stored with the key where the provider supports it.
     - `project_id`: OpenAI project that owns the service account (required there).
+    - `scopes`: API key scopes (OpenAI: opaque strings such as "api.model.request"); empty means
+      the provider default (an unrestricted key).
+    - `key_mode`: how the provider makes the key, where it offers more than one way (OpenAI: see
+      `providers.openai.KEY_MODES`); None means the client's default.
+    - `service_account_name`: OpenAI "key_per_lease" mode: the exact name of the shared service account
+      the key is made under (found or created by that name).
     """
 
     name: str
@@ -81,6 +87,9 @@ class KeySpec:
     models: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     project_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    key_mode: str | None = None
+    service_account_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -91,6 +100,7 @@ class KeySpec:
             raise ValueError("KeySpec.spend_limit must not be negative")
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+        object.__setattr__(self, "scopes", tuple(self.scopes))
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class Capabilities:
     - `models`: `KeySpec.models` is enforced per key.
     - `metadata`: `KeySpec.metadata` is stored with the key.
     - `needs_project`: `KeySpec.project_id` is required.
+    - `scopes`: `KeySpec.scopes` is sent with the key.
     """
 
     expiry: bool
@@ -141,6 +152,7 @@ class Capabilities:
     models: bool
     metadata: bool
     needs_project: bool
+    scopes: bool = False
 
 
 @runtime_checkable
