@@ -1,6 +1,6 @@
 """A cache of provider clients, one per connection, so a creds read reuses its HTTP connection pool.
 
-A client is rebuilt when the connection's settings change (provider, base URL, organization or admin
+A client is rebuilt when the connection's settings change (provider, base URL, account fields or admin
 key: compared by fingerprint) and dropped on config write/delete, on `invalidate(key)` and on cleanup.
 `TransportFactory` is the test seam: it returns the httpx transport for a connection (e.g.
 `httpx.MockTransport(emulator.handle)`), or None for real HTTP.
@@ -49,7 +49,8 @@ SLOW_MEMORY = 600.0
 
 def _fingerprint(conn: ConnectionConfig) -> str:
     digest = hashlib.sha256()
-    for part in (conn.provider, conn.base_url or "", conn.organization_id or "", conn.admin_key):
+    account = [f"{k}={v}" for k, v in sorted(conn.account.items())]
+    for part in (conn.provider, conn.base_url or "", conn.admin_key, *account):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -110,7 +111,7 @@ class ClientCache:
             conn.provider,
             admin_key=SecretStr(conn.admin_key),
             base_url=conn.base_url,
-            organization_id=conn.organization_id,
+            account=conn.account,
             transport=transport,
             retry=self._retry,
             guards=guards,

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 from vaultplugin.framework import VaultError, get_json, list_leaves, put_json
 
+from llmsecrets import connections
+from llmsecrets.connections import UnusableConnection
 from llmsecrets.models import (
     DELETIONS_PREFIX,
     ConnectionConfig,
@@ -420,19 +422,13 @@ class DeletionQueue:
 
     def _pass_connection(self, storage: Storage, connection: str, entries: list[_Entry]) -> int:
         try:
-            conn = self._b.connection(storage, connection)
-            if conn is None:
-                raise VaultError(
-                    f"connection {connection!r} no longer exists: write config/{connection} again with its "
-                    "admin key so the engine can delete the key"
-                )
-            if conn.provider != entries[0].record.provider:
-                raise VaultError(
-                    f"connection {connection!r} is now {conn.provider}, the key was issued by "
-                    f"{entries[0].record.provider}"
-                )
-            client = self._b.clients.get(conn)
-        except (VaultError, ValueError) as exc:
+            conn, client = connections.client_for_keys(
+                self._b, storage, connection, entries[0].record.provider
+            )
+        except UnusableConnection as exc:
+            self._connection_unusable(storage, entries[0], connections.deletion_blocker(exc))
+            return 0
+        except VaultError as exc:  # an unreadable record
             self._connection_unusable(storage, entries[0], str(exc))
             return 0
         except Exception as exc:  # storage: try again later

@@ -30,6 +30,8 @@ KEYS_PREFIX = "keys/"
 SWEEP_CONFIG_KEY = "tidy/config"
 SWEEP_STATE_KEY = "tidy/state"
 DELETIONS_PREFIX = "deletions/"
+# The one account field stored where released versions keep it (see ConnectionConfig).
+ORGANIZATION_ID = "organization_id"
 
 
 class RecordError(ValueError):
@@ -113,19 +115,29 @@ def _str_map(data: Mapping[str, Any], key: str, what: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ConnectionConfig:
-    """One provider account. `admin_key` lives in storage and in requests to its provider, nowhere else."""
+    """One provider account. `admin_key` lives in storage and in requests to its provider, nowhere else.
+
+    `account` holds the provider's account fields that are set, by name (`ProviderInfo.account`): OpenAI's
+    `organization_id`; xAI's `team_id`; Fireworks' `account_id` and `user_id`. In storage OpenAI's
+    `organization_id` keeps the top-level field released versions read and write (so their records read
+    as before, and a record written now still reads after a downgrade); the fields added since sit in
+    the `account` map.
+    """
 
     name: str
     provider: str
     admin_key: str = field(repr=False)
     base_url: str | None = None  # None = the provider's public API
-    # openai: the organization; xai, fireworks: where keys live, joined (providers.registry.join_account)
-    organization_id: str | None = None
+    account: Mapping[str, str] = field(default_factory=dict)
     allowed_roles: tuple[str, ...] = ()  # empty or "*" = every role
 
     @staticmethod
     def storage_key(name: str) -> str:
         return CONFIG_PREFIX + name
+
+    @property
+    def organization_id(self) -> str | None:
+        return self.account.get(ORGANIZATION_ID) or None
 
     def allows(self, role: str) -> bool:
         return not self.allowed_roles or "*" in self.allowed_roles or role in self.allowed_roles
@@ -138,6 +150,7 @@ class ConnectionConfig:
             "admin_key": self.admin_key,
             "base_url": self.base_url,
             "organization_id": self.organization_id,
+            "account": {k: v for k, v in sorted(self.account.items()) if k != ORGANIZATION_ID},
             "allowed_roles": list(self.allowed_roles),
         }
 
@@ -145,12 +158,18 @@ class ConnectionConfig:
     def from_storage(cls, data: Mapping[str, Any]) -> ConnectionConfig:
         what = "connection config"
         _check_version(data, what)
+        account = _str_map(data, "account", what)  # absent in records of released versions
+        if ORGANIZATION_ID in account:
+            raise RecordError(f"{what}: {ORGANIZATION_ID!r} belongs at the top level, not in 'account'")
+        organization = _opt_str(data, ORGANIZATION_ID, what)
+        if organization:
+            account[ORGANIZATION_ID] = organization
         return cls(
             name=_str(data, "name", what),
             provider=_str(data, "provider", what),
             admin_key=_str(data, "admin_key", what),
             base_url=_opt_str(data, "base_url", what),
-            organization_id=_opt_str(data, "organization_id", what),
+            account=account,
             allowed_roles=_str_tuple(data, "allowed_roles", what),
         )
 

@@ -39,12 +39,14 @@ from vaultplugin.framework import (
     put_wal,
 )
 
-from llmsecrets import errors
+from llmsecrets import connections, errors, roles
+from llmsecrets.connections import UnusableConnection
 from llmsecrets.models import ConnectionConfig, IssuedKeyRecord, LeaseRef, PendingCreate, Role, WalKind
 from llmsecrets.naming import render_name
-from llmsecrets.path_roles import check_capabilities, client_for
 from llmsecrets.providers.base import IssuedKey, KeySpec, ProviderClient
 from llmsecrets.providers.errors import CreateOutcomeUnknown, ProviderError
+from llmsecrets.providers.registry import PROVIDER_NAMES
+from llmsecrets.roles import InvalidRole
 
 if TYPE_CHECKING:
     from llmsecrets.backend import LLMBackend
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 FALLBACK_MAX_TTL = 86400
 FALLBACK_TTL = 3600
 
-CREDS_HELP = """\
+CREDS_HELP = f"""\
 Reading creds/<role> creates a NEW key at the role's provider and returns it under a lease.
 
 Returns:
@@ -64,7 +66,7 @@ Returns:
                  LiteLLM token id)
     key_name     the key's name at the provider: this mount's prefix vault-<8 hex>- (key_name_prefix
                  in a config read) followed by the role's name_template
-    provider     openai, openrouter or litellm
+    provider     {", ".join(PROVIDER_NAMES)}
     role         the role read
     connection   the connection the key was minted through
     expires_at   when the provider itself expires the key (ISO-8601 UTC), only where the provider
@@ -157,8 +159,11 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Response:
             f"role {role.name!r} is not in the allowed_roles of connection {conn.name!r}; add it there "
             f"(config/{conn.name} allowed_roles) to let this role issue keys"
         )
-    client = client_for(b, conn)
-    check_capabilities(role, conn, client.capabilities)
+    try:
+        client = connections.client(b, conn)
+        roles.check_capabilities(role, conn, client.capabilities)
+    except (UnusableConnection, InvalidRole) as exc:
+        raise BadRequest(str(exc)) from None
     ttl, max_ttl = lease_ttls(b, role)
     now = b.clock()
     spec = _key_spec(b, req, role, conn, client, ttl=ttl, max_ttl=max_ttl, now=now)

@@ -42,10 +42,11 @@ from vaultplugin.framework import (
     list_leaves,
 )
 
+from llmsecrets import connections
+from llmsecrets.connections import UnusableConnection
 from llmsecrets.deletions import connection_wide, describe
 from llmsecrets.models import (
     KEYS_PREFIX,
-    ConnectionConfig,
     DeletionReason,
     IssuedKeyRecord,
     PendingDeletion,
@@ -274,20 +275,11 @@ class _Kill:
             found = self._clients.get(name)
         if found is not None:
             return found
-        conn: ConnectionConfig | None = self._b.connection(self._storage, name)
         result: ProviderClient | str
-        if conn is None:
-            result = (
-                f"connection {name!r} no longer exists: write config/{name} again with its admin key so the "
-                "engine can delete the key"
-            )
-        elif conn.provider != record.provider:
-            result = f"connection {name!r} is now {conn.provider}, the key was issued by {record.provider}"
-        else:
-            try:
-                result = self._b.clients.get(conn)
-            except ValueError as exc:
-                result = f"connection {name!r}: {exc}"
+        try:
+            _, result = connections.client_for_keys(self._b, self._storage, name, record.provider)
+        except UnusableConnection as exc:
+            result = connections.deletion_blocker(exc)
         with self._lock:
             return self._clients.setdefault(name, result)
 

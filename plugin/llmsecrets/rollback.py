@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from vaultplugin.framework import Request, WalRollback
 
+from llmsecrets import connections
+from llmsecrets.connections import Unusable, UnusableConnection
 from llmsecrets.models import IssuedKeyRecord, PendingCreate, WalKind
 
 if TYPE_CHECKING:
@@ -46,15 +48,20 @@ def settle(b: LLMBackend, storage: Storage, pending: PendingCreate) -> list[str]
 
     Raises (ProviderError, RollbackError) when it cannot finish, so the entry is kept.
     """
-    conn = b.connection(storage, pending.connection)
-    if conn is None:
-        raise RollbackError(
-            f"connection {pending.connection!r} no longer exists: cannot look for key {pending.key_name!r} "
-            f"at {pending.provider}; write config/{pending.connection} again to let the rollback finish"
-        )
-    if conn.provider != pending.provider:
-        raise RollbackError(f"connection {pending.connection!r} is no longer a {pending.provider} connection")
-    client = b.clients.get(conn)
+    try:
+        _, client = connections.client_for_keys(b, storage, pending.connection, pending.provider)
+    except UnusableConnection as exc:
+        if exc.why is Unusable.MISSING:
+            raise RollbackError(
+                f"connection {pending.connection!r} no longer exists: cannot look for key "
+                f"{pending.key_name!r} at {pending.provider}; write config/{pending.connection} again to let "
+                "the rollback finish"
+            ) from None
+        if exc.why is Unusable.PROVIDER_CHANGED:
+            raise RollbackError(
+                f"connection {pending.connection!r} is no longer a {pending.provider} connection"
+            ) from None
+        raise RollbackError(f"{exc}; cannot look for key {pending.key_name!r}") from None
     found = client.find_keys(pending.key_name, scope=pending.scope or None, deadline=b.deadline())
     deleted: list[str] = []
     for key in found:

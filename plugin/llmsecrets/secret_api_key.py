@@ -47,7 +47,8 @@ from vaultplugin.framework import (
     get_json,
 )
 
-from llmsecrets import errors
+from llmsecrets import connections, errors
+from llmsecrets.connections import Unusable, UnusableConnection
 from llmsecrets.deletions import connection_wide, describe
 from llmsecrets.models import (
     ConnectionConfig,
@@ -58,6 +59,7 @@ from llmsecrets.models import (
 )
 from llmsecrets.providers.base import ProviderClient
 from llmsecrets.providers.errors import ProviderError
+from llmsecrets.providers.registry import PROVIDER_NAMES
 
 if TYPE_CHECKING:
     from vaultplugin.framework import Storage
@@ -74,7 +76,7 @@ RESPONSE_FIELDS: dict[str, Field] = {
     "api_key": Field(FieldType.STRING, "The provider API key. Shown once; never stored.", sensitive=True),
     "key_id": Field(FieldType.STRING, "The provider's id of the key (what revoke deletes)."),
     "key_name": Field(FieldType.STRING, "The key's name at the provider."),
-    "provider": Field(FieldType.STRING, "openai, openrouter or litellm."),
+    "provider": Field(FieldType.STRING, f"The provider: {', '.join(PROVIDER_NAMES)}."),
     "role": Field(FieldType.STRING, "The role the key was issued for."),
     "connection": Field(FieldType.STRING, "The connection the key was minted through."),
     "expires_at": Field(
@@ -294,22 +296,23 @@ def _index_record(storage: Storage, ref: LeaseRef) -> IssuedKeyRecord | None:
 
 def _client_for(b: LLMBackend, storage: Storage, ref: LeaseRef, *, action: str) -> ProviderClient:
     """The client of the lease's connection; retryable errors that explain what is missing."""
-    conn: ConnectionConfig | None = b.connection(storage, ref.connection)
-    if conn is None:
-        raise VaultError(
-            f"cannot {action} key {ref.key_id} ({ref.provider}): connection {ref.connection!r} no longer "
-            f"exists. Write config/{ref.connection} again with the {ref.provider} admin key so Vault's "
-            "retries can delete the key, or delete it at the provider and force-revoke the lease"
-        )
-    if conn.provider != ref.provider:
-        raise VaultError(
-            f"cannot {action} key {ref.key_id}: connection {ref.connection!r} is now {conn.provider}, "
-            f"but the key was issued by {ref.provider}"
-        )
     try:
-        return b.clients.get(conn)
-    except ValueError as exc:
-        raise VaultError(f"cannot {action} key {ref.key_id}: connection {ref.connection!r}: {exc}") from None
+        return connections.client_for_keys(b, storage, ref.connection, ref.provider)[1]
+    except UnusableConnection as exc:
+        if exc.why is Unusable.MISSING:
+            raise VaultError(
+                f"cannot {action} key {ref.key_id} ({ref.provider}): connection {ref.connection!r} no longer "
+                f"exists. Write config/{ref.connection} again with the {ref.provider} admin key so Vault's "
+                "retries can delete the key, or delete it at the provider and force-revoke the lease"
+            ) from None
+        if exc.why is Unusable.PROVIDER_CHANGED:
+            raise VaultError(
+                f"cannot {action} key {ref.key_id}: connection {ref.connection!r} is now {exc.provider}, "
+                f"but the key was issued by {ref.provider}"
+            ) from None
+        raise VaultError(
+            f"cannot {action} key {ref.key_id}: connection {ref.connection!r}: {exc.reason}"
+        ) from None
 
 
 def _extend(b: LLMBackend, storage: Storage, ref: LeaseRef, record: IssuedKeyRecord, *, until: float) -> None:

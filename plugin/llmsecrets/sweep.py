@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_wal, put_json
 from vaultplugin.framework.wal import WalDecodeError
 
+from llmsecrets import connections
+from llmsecrets.connections import UnusableConnection
 from llmsecrets.deletions import describe
 from llmsecrets.models import (
     CONFIG_PREFIX,
@@ -186,9 +188,9 @@ class Sweeper:
                 )
                 continue
             try:
-                client = b.clients.get(conn)
-            except ValueError as exc:
-                report.failures.append(f"connection {name!r}: {exc}")
+                client = connections.client(b, conn)
+            except UnusableConnection as exc:
+                report.failures.append(f"connection {name!r}: {exc.reason}")
                 continue
             report.connections_checked += 1
             self._delete_expired(run, client, records)

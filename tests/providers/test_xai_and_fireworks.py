@@ -31,8 +31,8 @@ from llmsecrets.providers import (
     RetryPolicy,
     make_client,
 )
-from llmsecrets.providers.fireworks import FireworksClient
-from llmsecrets.providers.registry import join_account, split_account
+from llmsecrets.providers.fireworks import FireworksClient, user_scope
+from llmsecrets.providers.registry import PROVIDERS
 from llmsecrets.providers.xai import XAIClient, model_acls, provider_time
 
 from .conftest import FakeClock, Script
@@ -49,9 +49,13 @@ def new_emulator(provider: str) -> Emulator:
     return FireworksEmulator(ADMIN, account=ACCOUNT, users=(USER, "other-user"))
 
 
-def account(provider: str) -> str:
-    ids = {"team_id": TEAM} if provider == "xai" else {"account_id": ACCOUNT, "user_id": USER}
-    return join_account(provider, ids)
+def account(provider: str) -> dict[str, str]:
+    return {"team_id": TEAM} if provider == "xai" else {"account_id": ACCOUNT, "user_id": USER}
+
+
+def scope(provider: str) -> str:
+    """The scope of the keys the client issues: the team, or the Fireworks user's resource name."""
+    return TEAM if provider == "xai" else user_scope(ACCOUNT, USER)
 
 
 @dataclass
@@ -89,7 +93,7 @@ def env(request: pytest.FixtureRequest, provider: str) -> Iterator[Env]:
             provider,
             admin_key=ADMIN,
             base_url=emu.base_path,
-            organization_id=account(provider),
+            account=account(provider),
             transport=transport,
             retry=policy,
         )
@@ -101,7 +105,7 @@ def env(request: pytest.FixtureRequest, provider: str) -> Iterator[Env]:
             provider,
             admin_key=ADMIN,
             base_url=server.base_url,
-            organization_id=account(provider),
+            account=account(provider),
             retry=policy,
         )
         yield Env(provider, emu, client, clock, server.url, None)
@@ -125,7 +129,7 @@ def test_create_sets_the_providers_expiry_and_the_key_works(env: Env) -> None:
     assert live is not None and live.secret == issued.api_key.reveal() and live.name == "vault-abc-app-1"
     assert live.expires_at == expires.timestamp()  # the provider itself will refuse the key after this
     assert issued.expires_at == expires
-    assert issued.scope == account(env.provider)
+    assert issued.scope == scope(env.provider)
     assert issued.api_key.reveal() not in repr(issued)
     assert env.infer(issued.api_key.reveal()) == 200
 
@@ -167,7 +171,7 @@ def test_find_keys_walks_every_page_and_filters_by_prefix(env: Env) -> None:
     found = env.client.find_keys("vault-r-", deadline=env.deadline())
     assert {k.key_id for k in found} == wanted
     assert not (others | {other_place.key_id}) & {k.key_id for k in found}
-    assert all(k.scope == account(env.provider) and k.created_at is not None for k in found)
+    assert all(k.scope == scope(env.provider) and k.created_at is not None for k in found)
 
 
 def test_a_lost_create_is_not_repeated_and_is_found_by_name(env: Env) -> None:
@@ -418,19 +422,21 @@ def test_fireworks_another_account_is_an_auth_error_and_an_unknown_user_not_foun
 # --- the registry ---------------------------------------------------------------------------------------
 
 
-def test_registry_account_fields_round_trip_and_refusals() -> None:
-    assert split_account("fireworks", join_account("fireworks", {"account_id": "a", "user_id": "u"})) == {
-        "account_id": "a",
-        "user_id": "u",
-    }
-    assert split_account("xai", "t") == {"team_id": "t"}
-    assert split_account("openai", "org-1") == {}
+def test_registry_account_fields_and_refusals() -> None:
+    assert PROVIDERS["xai"].account_names == ("team_id",)
+    assert PROVIDERS["fireworks"].account_names == ("account_id", "user_id")
+    assert all(f.required for p in ("xai", "fireworks") for f in PROVIDERS[p].account)
     with pytest.raises(ValueError, match="team_id is required"):
         make_client("xai", admin_key=ADMIN)
-    with pytest.raises(ValueError, match="accounts/<account id>/users/<user id>"):
-        make_client("fireworks", admin_key=ADMIN, organization_id="acme")
-    with pytest.raises(ValueError, match="openai only"):
-        make_client("openrouter", admin_key=ADMIN, organization_id="t")
-    client = make_client("xai", admin_key=ADMIN, organization_id="t")
+    with pytest.raises(ValueError, match="user_id is required"):
+        make_client("fireworks", admin_key=ADMIN, account={"account_id": "acme"})
+    with pytest.raises(ValueError, match="team_id applies to xai only"):
+        make_client("openrouter", admin_key=ADMIN, account={"team_id": "t"})
+    with pytest.raises(ValueError, match="organization_id applies to openai only"):
+        make_client("xai", admin_key=ADMIN, account={"team_id": "t", "organization_id": "org-1"})
+    client = make_client("xai", admin_key=ADMIN, account={"team_id": "t"})
     assert isinstance(client, XAIClient) and client.team_id == "t"
     assert ADMIN not in repr(client)
+    fw = make_client("fireworks", admin_key=ADMIN, account={"account_id": "acme", "user_id": "sa"})
+    assert isinstance(fw, FireworksClient)
+    assert ADMIN not in repr(fw)

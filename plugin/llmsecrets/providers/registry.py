@@ -1,9 +1,10 @@
-"""The provider clients by name, with their default base URLs, and the one factory the engine calls.
+"""The provider clients by name, with their default base URLs and account fields, and the one factory the
+engine calls.
 
-Where a provider's keys live besides its admin key (xAI: a team; Fireworks: an account and a user) is
-given by the connection's account fields (`ACCOUNT_FIELDS`). The connection stores them joined into one
-string, its `organization_id` slot (`join_account` / `split_account`), which `make_client` takes apart:
-OpenAI's organization id, xAI's team id, or Fireworks' `accounts/<account id>/users/<user id>`.
+Where a provider's keys live besides its admin key is said by its account fields (`ProviderInfo.account`):
+OpenAI's organization (optional, sent as a header), xAI's team, Fireworks' account and user (required, they
+go into URL paths). A connection stores them by name, and `make_client` hands them to the client's
+constructor as the keyword arguments of the same names.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 import httpx
 
@@ -24,6 +26,25 @@ from .openrouter import OpenRouterClient
 from .retry import RetryPolicy
 from .xai import XAIClient
 
+# Ids that go into URL paths: no "/", no spaces, nothing a path segment must escape.
+ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+
+
+class Carrier(StrEnum):
+    """Where an account field travels, which decides what a valid value is."""
+
+    HEADER = "header"  # an HTTP header value: printable ASCII without spaces
+    PATH = "path"  # a URL path segment: ACCOUNT_ID_RE
+
+
+@dataclass(frozen=True)
+class AccountField:
+    """One account field of a provider: also the keyword argument of its client's constructor."""
+
+    name: str
+    required: bool
+    carrier: Carrier
+
 
 @dataclass(frozen=True)
 class ProviderInfo:
@@ -32,42 +53,48 @@ class ProviderInfo:
     name: str
     default_base_url: str | None
     factory: Callable[..., ProviderClient]
+    account: tuple[AccountField, ...] = ()
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.account)
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
-    "openai": ProviderInfo("openai", openai.DEFAULT_BASE_URL, OpenAIClient),
+    "openai": ProviderInfo(
+        "openai",
+        openai.DEFAULT_BASE_URL,
+        OpenAIClient,
+        (AccountField("organization_id", required=False, carrier=Carrier.HEADER),),
+    ),
     "openrouter": ProviderInfo("openrouter", openrouter.DEFAULT_BASE_URL, OpenRouterClient),
     "litellm": ProviderInfo("litellm", None, LiteLLMClient),
-    "xai": ProviderInfo("xai", xai.DEFAULT_BASE_URL, XAIClient),
-    "fireworks": ProviderInfo("fireworks", fireworks.DEFAULT_BASE_URL, FireworksClient),
+    "xai": ProviderInfo(
+        "xai",
+        xai.DEFAULT_BASE_URL,
+        XAIClient,
+        (AccountField("team_id", required=True, carrier=Carrier.PATH),),
+    ),
+    "fireworks": ProviderInfo(
+        "fireworks",
+        fireworks.DEFAULT_BASE_URL,
+        FireworksClient,
+        (
+            AccountField("account_id", required=True, carrier=Carrier.PATH),
+            AccountField("user_id", required=True, carrier=Carrier.PATH),
+        ),
+    ),
 }
-
-# The connection fields that say where a provider's keys live, all required for that provider.
-ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {"xai": ("team_id",), "fireworks": ("account_id", "user_id")}
-# Ids that go into URL paths: no "/", no spaces, nothing a path segment must escape.
-ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+PROVIDER_NAMES = tuple(sorted(PROVIDERS))
 
 
-def join_account(provider: str, values: Mapping[str, str]) -> str:
-    """The one stored string for `provider`'s account fields (all of them must be in `values`)."""
-    if provider == "xai":
-        return values["team_id"]
-    if provider == "fireworks":
-        return fireworks.user_scope(values["account_id"], values["user_id"])
-    raise ValueError(f"{provider} has no account fields")
-
-
-def split_account(provider: str, joined: str | None) -> dict[str, str]:
-    """The account fields of `provider` from their stored string ({} for a provider without any)."""
-    fields = ACCOUNT_FIELDS.get(provider, ())
-    if not fields:
-        return {}
-    if not joined:
-        return dict.fromkeys(fields, "")
-    if provider == "fireworks":
-        account, user = fireworks.split_scope(joined)
-        return {"account_id": account, "user_id": user}
-    return {"team_id": joined}
+def account_owners() -> dict[str, tuple[str, ...]]:
+    """Every account field name -> the providers that declare it."""
+    owners: dict[str, tuple[str, ...]] = {}
+    for info in PROVIDERS.values():
+        for f in info.account:
+            owners[f.name] = (*owners.get(f.name, ()), info.name)
+    return owners
 
 
 def make_client(
@@ -75,49 +102,28 @@ def make_client(
     *,
     admin_key: SecretStr | str,
     base_url: str | None = None,
-    organization_id: str | None = None,
+    account: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
     retry: RetryPolicy | None = None,
     guards: CallGuards | None = None,
 ) -> ProviderClient:
-    """Build the client for `provider`. Raises ValueError for an unknown provider, a missing
-    LiteLLM base URL, or an `organization_id` that does not fit the provider: OpenAI's organization id,
-    xAI's team id, Fireworks' `accounts/<account id>/users/<user id>` (`join_account`), nothing for others."""
+    """Build the client for `provider`. Raises ValueError for an unknown provider, a missing LiteLLM base
+    URL, a required account field that is missing, or an account field `provider` does not have."""
     info = PROVIDERS.get(provider)
     if info is None:
-        raise ValueError(f"unknown provider {provider!r}; expected one of: {', '.join(sorted(PROVIDERS))}")
+        raise ValueError(f"unknown provider {provider!r}; expected one of: {', '.join(PROVIDER_NAMES)}")
     url = base_url or info.default_base_url
     if not url:
         raise ValueError(f"{provider}: base_url is required")
-    if provider == "openai":
-        return OpenAIClient(
-            admin_key=admin_key,
-            base_url=url,
-            organization_id=organization_id,
-            transport=transport,
-            retry=retry,
-            guards=guards,
-        )
-    if provider == "xai":
-        team = split_account(provider, organization_id)["team_id"]
-        return XAIClient(
-            admin_key=admin_key, team_id=team, base_url=url, transport=transport, retry=retry, guards=guards
-        )
-    if provider == "fireworks":
-        ids = split_account(provider, organization_id)
-        return FireworksClient(
-            admin_key=admin_key,
-            account_id=ids["account_id"],
-            user_id=ids["user_id"],
-            base_url=url,
-            transport=transport,
-            retry=retry,
-            guards=guards,
-        )
-    if organization_id:
-        raise ValueError(f"{provider}: organization_id applies to openai only")
-    if provider == "openrouter":
-        return OpenRouterClient(
-            admin_key=admin_key, base_url=url, transport=transport, retry=retry, guards=guards
-        )
-    return LiteLLMClient(admin_key=admin_key, base_url=url, transport=transport, retry=retry, guards=guards)
+    given = {k: v for k, v in (account or {}).items() if v}
+    for name in given:
+        if name not in info.account_names:
+            owners = account_owners().get(name)
+            where = f"applies to {' and '.join(owners)} only" if owners else "is not an account field"
+            raise ValueError(f"{provider}: {name} {where}")
+    for f in info.account:
+        if f.required and not given.get(f.name, "").strip():
+            raise ValueError(f"{provider}: {f.name} is required")
+    return info.factory(
+        admin_key=admin_key, base_url=url, transport=transport, retry=retry, guards=guards, **given
+    )
