@@ -49,6 +49,7 @@ from .core import (
     Emulator,
     JSONDict,
     KeyRecord,
+    LiveKey,
     Request,
     Route,
     gateway_page,
@@ -169,6 +170,50 @@ class OpenAIEmulator(Emulator):
         if pid not in self._projects:
             raise ValueError(f"unknown project {pid!r}")
         rec.project_id = pid
+
+    def seed_api_key(
+        self,
+        name: str,
+        *,
+        account_name: str,
+        created_at: float | None = None,
+        expires_at: float | None = None,
+        project_id: str | None = None,
+    ) -> LiveKey:
+        """Plant an API key under the service account named ``account_name`` (made, role ``member``, if the
+        project has none by that name), as if created earlier. Does not count as a create."""
+        pid = project_id or self._initial_projects[0]
+        with self._lock:
+            if pid not in self._projects:
+                raise ValueError(f"unknown project {pid!r}")
+            owner = next(
+                (
+                    r
+                    for r in self._records_in_order()
+                    if r.project_id == pid
+                    and r.extra.get("kind") == _SA
+                    and r.name == account_name
+                    and not r.deleted
+                ),
+                None,
+            )
+            if owner is None:
+                owner = self._new_record(account_name, created_at=self.now())
+                owner.project_id = pid
+                owner.secret = ""
+                owner.extra.update(api_key_id=None)
+                self._store(owner)
+            rec = KeyRecord(
+                key_id="key_" + random_id(16),
+                name=name,
+                secret="sk-svcacct-" + random_token(48),
+                created_at=self.now() if created_at is None else created_at,
+                project_id=pid,
+                expires_at=expires_at,
+                extra={"kind": _KEY, "sa_id": owner.key_id, "scopes": []},
+            )
+            self._store(rec)
+            return rec.snapshot(self.now())
 
     def key_scopes(self, key_id: str) -> list[str]:
         """The scopes an API key was created with (KeyError for an unknown key)."""

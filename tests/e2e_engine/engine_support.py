@@ -125,6 +125,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         lambda key: OpenAIEmulator(key, projects=("proj_default", "proj_other")),
         "/v1/chat/completions",
         role_fields={"project_id": "proj_default"},
+        expiry="fixed",
     ),
     "openrouter": ProviderSpec(
         "openrouter", lambda key: OpenRouterEmulator(key), "/api/v1/chat/completions", expiry="fixed"

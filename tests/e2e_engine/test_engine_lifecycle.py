@@ -41,7 +41,7 @@ def test_issued_key_works_at_the_provider(mount: EngineMount) -> None:
     assert live.secret == lease.api_key
     assert mount.infer(lease.api_key) == 200
 
-    # Provider-side expiry as a backstop: none (OpenAI), max_ttl + grace (OpenRouter), ttl + grace (LiteLLM).
+    # Provider-side expiry as a backstop: max_ttl + grace (OpenAI, OpenRouter), ttl + grace (LiteLLM).
     if mount.spec.expiry == "none":
         assert "expires_at" not in data
         assert live.expires_at is None

@@ -231,3 +231,20 @@ def test_lifetime_policy(h: Harness) -> None:
     role = _role_account(admin)
     _err(admin.post(f"{SA}/{role['id']}/api_keys", json={"name": "k"}), 400, None, "expires_in_seconds")
     assert _key(admin, role["id"], name="k", expires_in_seconds=60)["expires_at"] == int(T0) + 60
+
+
+def test_seed_api_key_plants_a_listed_key_under_a_named_account(h: Harness) -> None:
+    admin, emu = h.admin(), _emu(h)
+    first = emu.seed_api_key(
+        "vault-0123abcd-ci-1", account_name="vault-0123abcd-role:ci", created_at=T0 - 3600
+    )
+    second = emu.seed_api_key("vault-0123abcd-ci-2", account_name="vault-0123abcd-role:ci")
+    assert emu.create_count == 0
+    accounts = admin.get(SA).json()["data"]
+    assert [(a["name"], a["role"]) for a in accounts] == [("vault-0123abcd-role:ci", "member")]
+    listed = admin.get(KEYS).json()["data"]
+    assert [(k["id"], k["created_at"]) for k in listed] == [
+        (first.key_id, int(T0) - 3600),
+        (second.key_id, int(T0)),
+    ]
+    assert h.client(first.secret).post("/chat/completions", json=CHAT).status_code == 200
