@@ -68,7 +68,11 @@ def test_provider_side_expiry(env: Env) -> None:
 
     env.setup_provider("openai")
     resp = env.creds("openai-role")
-    assert "expires_at" not in resp.data  # OpenAI enforces no per-key expiry
+    key = env.live("openai")[0]
+    # Not extendable either (expires_in_seconds is fixed at creation): max_ttl + grace after issue.
+    assert key.expires_at is not None and abs(key.expires_at - (now + 3600 + 300)) < 2
+    expires = datetime.fromisoformat(resp.data["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (now + 3600 + 300)) < 2
 
 
 def test_per_key_controls_reach_the_provider(env: Env) -> None:
