@@ -220,4 +220,5 @@ def test_key_mode_validation(env: Env) -> None:
         spec(PREFIX + "y", key_mode=KEY_PER_LEASE, service_account_name=ROLE_SA), deadline=deadline()
     )
     assert per_role.scope == PROJECT + KEY_SCOPE_SUFFIX
-    assert env.emu.create_count >= 1
+    [account] = env.accounts()
+    assert account["name"] == ROLE_SA and env.emu.service_account_of(per_role.key_id) == account["id"]
