@@ -150,26 +150,19 @@ def api_key_secret(b: LLMBackend) -> SecretType:
                 return
             raise _still_live(exc, ref, req.mount_point) from None
         b.deletions.note_success(ref.connection)
+        storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
         if queued is not None:
             b.deletions.discard(storage, ref.connection, ref.key_id)
-        # The key is gone: the lease may end now. Its index entry goes once the reply has left (Vault revokes
-        # a sync revoke-prefix one lease at a time: a storage round trip less per lease on its path); one
-        # left behind by a failure names a deleted key, which the sweep drops at the lease's max TTL.
-        defer(lambda: _after_revoke(storage, ref, existed=existed))
+        log.info(
+            "revoked key: connection=%s role=%s key_id=%s name=%s already_gone=%s",
+            ref.connection,
+            ref.role,
+            ref.key_id,
+            ref.key_name,
+            not existed,
+        )
 
     return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke, cooperative=True)
-
-
-def _after_revoke(storage: Storage, ref: LeaseRef, *, existed: bool) -> None:
-    log.info(
-        "revoked key: connection=%s role=%s key_id=%s name=%s already_gone=%s",
-        ref.connection,
-        ref.role,
-        ref.key_id,
-        ref.key_name,
-        not existed,
-    )
-    storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
 
 
 def _clear_tombstone(b: LLMBackend, storage: Storage, ref: LeaseRef) -> None:
