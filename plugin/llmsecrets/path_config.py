@@ -1,4 +1,4 @@
-"""`config/<name>` and `LIST config`: provider account connections.
+"""`config/<name>` and `LIST config`: the paths of connections (the rules are in connections.py).
 
 A connection holds one provider admin key. It is write-only: reads show `admin_key_set`, never the key.
 """
