@@ -190,6 +190,8 @@ class Role:
     spend_limit: float | None = None
     models: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    scopes: tuple[str, ...] = ()  # openai: API key scopes of each key
+    openai_key_mode: str = ""  # openai: "" = the client's default (providers.openai.KEY_MODES)
 
     @staticmethod
     def storage_key(name: str) -> str:
@@ -207,6 +209,8 @@ class Role:
             "spend_limit": self.spend_limit,
             "models": list(self.models),
             "metadata": dict(self.metadata),
+            "scopes": list(self.scopes),
+            "openai_key_mode": self.openai_key_mode,
         }
 
     @classmethod
@@ -223,6 +227,9 @@ class Role:
             spend_limit=_opt_num(data, "spend_limit", what),
             models=_str_tuple(data, "models", what),
             metadata=_str_map(data, "metadata", what),
+            # Absent from records written before these fields existed.
+            scopes=_str_tuple(data, "scopes", what),
+            openai_key_mode=_opt_str(data, "openai_key_mode", what) or "",
         )
 
 

@@ -384,24 +384,3 @@ def render_metadata(template: str, ctx: IssueContext) -> str:
 def key_name(prefix: str, template: str, ctx: IssueContext) -> str:
     """The full provider-side name for one key: the mount prefix, then `template` rendered as a name."""
     return prefix + render(template or DEFAULT_NAME_TEMPLATE, ctx, RenderMode.NAME)
-
-
-def render_name(
-    prefix: str,
-    template: str,
-    *,
-    role: str,
-    connection: str,
-    unix_time: float,
-    display_name: str = "",
-    identity: RequestIdentity | None = None,
-) -> str:
-    """The full provider-side name for one key (template assumed valid). `identity` (from
-    identity.request_identity) supplies the requester; without it only `display_name` is known."""
-    ctx = IssueContext(
-        role=role,
-        connection=connection,
-        unix_time=unix_time,
-        identity=identity if identity is not None else RequestIdentity(display_name=display_name),
-    )
-    return key_name(prefix, template, ctx)

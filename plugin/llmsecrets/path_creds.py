@@ -41,8 +41,10 @@ from vaultplugin.framework import (
 
 from llmsecrets import connections, errors, roles
 from llmsecrets.connections import UnusableConnection
+from llmsecrets.identity import request_identity
 from llmsecrets.models import ConnectionConfig, IssuedKeyRecord, LeaseRef, PendingCreate, Role, WalKind
-from llmsecrets.naming import render_name
+from llmsecrets.naming import IssueContext, key_name, render_metadata, template_needs
+from llmsecrets.providers import openai
 from llmsecrets.providers.base import IssuedKey, KeySpec, ProviderClient
 from llmsecrets.providers.errors import CreateOutcomeUnknown, ProviderError
 from llmsecrets.providers.registry import PROVIDER_NAMES
@@ -245,21 +247,20 @@ def _key_spec(
         # after the longest the lease can last.
         horizon = ttl if caps.extend_expiry else max_ttl
         expires_at = datetime.fromtimestamp(now + horizon + b.provider_expiry_grace, UTC)
-    name = render_name(
-        b.mount_prefix,
-        role.name_template,
-        role=role.name,
-        connection=conn.name,
-        display_name=req.display_name,
-        unix_time=now,
-    )
+    # The entity and its groups cost a call to Vault each: asked for only when a template shows them.
+    identity = request_identity(req, b.system, template_needs(role.name_template, *role.metadata.values()))
+    ctx = IssueContext(role=role.name, connection=conn.name, unix_time=now, identity=identity)
+    key_per_lease = role.openai_key_mode == openai.KEY_PER_LEASE
     return KeySpec(
-        name=name,
+        name=key_name(b.mount_prefix, role.name_template, ctx),
         expires_at=expires_at,
         spend_limit=role.spend_limit,
         models=role.models,
-        metadata=role.metadata,
+        metadata={key: render_metadata(value, ctx) for key, value in role.metadata.items()},
         project_id=role.project_id,
+        scopes=role.scopes,
+        key_mode=role.openai_key_mode or None,
+        service_account_name=openai.role_account_name(b.mount_prefix, role.name) if key_per_lease else None,
     )
 
 

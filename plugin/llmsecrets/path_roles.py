@@ -23,7 +23,8 @@ from vaultplugin.framework import (
 from llmsecrets import roles
 from llmsecrets.connections import UnusableConnection
 from llmsecrets.naming import DEFAULT_NAME_TEMPLATE, MAX_TEMPLATE_LENGTH, PLACEHOLDER_HELP
-from llmsecrets.roles import MAX_METADATA_ENTRIES, MAX_MODELS, InvalidRole
+from llmsecrets.providers.openai import KEY_MODES
+from llmsecrets.roles import MAX_METADATA_ENTRIES, MAX_MODELS, MAX_SCOPES, InvalidRole
 
 if TYPE_CHECKING:
     from llmsecrets.backend import LLMBackend
@@ -69,6 +70,20 @@ FIELDS: dict[str, Field] = {
         "one of name_template's placeholders.",
         max_length=MAX_METADATA_ENTRIES,
     ),
+    "scopes": Field(
+        FieldType.COMMA_STRING_LIST,
+        "OpenAI only: API key scopes each key gets (e.g. api.model.request); OpenAI does not publish the "
+        "list of values. Empty = an unrestricted key.",
+        max_length=MAX_SCOPES,
+    ),
+    "openai_key_mode": Field(
+        FieldType.STRING,
+        "OpenAI only. service_account_per_lease (the default): a project service account per lease, "
+        "deleted on revoke. key_per_lease: one service account per role and a key per lease under it; "
+        "OpenAI documents deleting such a key as an error, so a revoked key may live until it expires at "
+        "OpenAI (max_ttl + 5 minutes). Empty = the default.",
+        allowed_values=("", *KEY_MODES),
+    ),
 }
 
 ROLES_HELP = f"""\
@@ -76,10 +91,12 @@ A role says how keys are minted for creds/<role>: through which connection, with
 and with which per-key controls.
 
 Per-key controls by provider (a role asking for one its provider cannot enforce is refused):
-    openai      project_id (required: the project's id, proj_...); no per-key spend limit, models or
-                metadata (project level only)
+    openai      project_id (required: the project's id, proj_...), scopes, openai_key_mode;
+                provider-side expiry; no per-key spend limit, models or metadata (project level only)
     openrouter  spend_limit; provider-side expiry
     litellm     spend_limit, models, metadata; provider-side expiry, extended on renew
+    xai         models (the key's ACLs); provider-side expiry
+    fireworks   no per-key controls; provider-side expiry
 
 On update, fields that are not sent keep their stored values.
 

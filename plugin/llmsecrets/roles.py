@@ -24,6 +24,7 @@ from llmsecrets.naming import (
     validate_metadata_template,
     validate_template,
 )
+from llmsecrets.providers import openai
 from llmsecrets.providers.base import Capabilities
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ MAX_MODEL_LENGTH = 256
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 512
+MAX_SCOPES = 64
+MAX_SCOPE_LENGTH = 128
 
 # What a project id looks like at each provider whose keys belong to a project, and how to say it. It goes
 # into the provider's URL path, so nothing but this shape is ever sent.
@@ -81,6 +84,8 @@ def view(role: Role) -> dict[str, Any]:
         "spend_limit": role.spend_limit,
         "models": list(role.models),
         "metadata": dict(role.metadata),
+        "scopes": list(role.scopes),
+        "openai_key_mode": role.openai_key_mode,
     }
 
 
@@ -96,6 +101,8 @@ UPDATE_FIELDS = (
     "spend_limit",
     "models",
     "metadata",
+    "scopes",
+    "openai_key_mode",
 )
 
 
@@ -168,6 +175,21 @@ def merge(name: str, existing: Role | None, update: Mapping[str, Any], *, mount_
         except TemplateError as exc:
             raise InvalidRole(f'"metadata" value of {key[:40]!r} {exc}') from None
 
+    scopes_raw: list[str] = pick("scopes", list(existing.scopes) if existing else [])
+    scopes = tuple(dict.fromkeys(s.strip() for s in scopes_raw if s.strip()))
+    for scope in scopes:
+        if len(scope) > MAX_SCOPE_LENGTH or any(c.isspace() for c in scope):
+            raise InvalidRole(
+                f'"scopes" items are 1-{MAX_SCOPE_LENGTH} characters without spaces (e.g. api.model.request)'
+            )
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidRole(f'"scopes" has more than {MAX_SCOPES} items')
+
+    key_mode: str = pick("openai_key_mode", existing.openai_key_mode if existing else "")
+    key_mode = key_mode.strip()
+    if key_mode and key_mode not in openai.KEY_MODES:
+        raise InvalidRole(f'"openai_key_mode" must be one of {", ".join(openai.KEY_MODES)} (or empty)')
+
     return Role(
         name=name,
         connection=connection,
@@ -178,6 +200,8 @@ def merge(name: str, existing: Role | None, update: Mapping[str, Any], *, mount_
         spend_limit=spend_limit,
         models=models,
         metadata=metadata,
+        scopes=scopes,
+        openai_key_mode=key_mode,
     )
 
 
@@ -204,7 +228,10 @@ def check_capabilities(role: Role, conn: ConnectionConfig, caps: Capabilities) -
         (role.spend_limit is not None and not caps.spend_limit, "spend_limit", "a spend limit"),
         (bool(role.models) and not caps.models, "models", "a model list"),
         (bool(role.metadata) and not caps.metadata, "metadata", "metadata"),
+        (bool(role.scopes) and not caps.scopes, "scopes", "API key scopes"),
     ]
+    if role.openai_key_mode and provider != "openai":
+        raise InvalidRole(f'"openai_key_mode" applies to openai connections only, not {provider}')
     for bad, field, what in refused:
         if bad:
             extra = " (only per project: set it on the OpenAI project)" if provider == "openai" else ""

@@ -10,9 +10,7 @@ What a user relies on:
   counts as deleted only when OpenAI confirms it (OpenAI documents deleting a service account's key through
   the project as an error: such an orphan stays reported until OpenAI reports it expired).
 
-The engine issues in the default mode only until the role module passes `key_mode`, `scopes` and the role's
-account name on (`KeySpec`); the "key per lease" issue path is covered against the emulator in
-tests/providers/test_openai_key_modes.py.
+Issuing in the "key per lease" mode with scopes is covered in test_engine_identity_and_scopes.py.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ def new(**update: Any) -> Role:
         ({"metadata": {"k": "v" * 513}}, "values at most 512"),
         ({"metadata": {"team": "{{identity.entity.nope}}"}}, "\"metadata\" value of 'team' has an unknown"),
         ({"metadata": {"team": "a }} b"}}, "\"metadata\" value of 'team' has an unmatched"),
+        ({"scopes": ["api model"]}, '"scopes" items are 1-128 characters without spaces'),
+        ({"scopes": ["s" * 129]}, '"scopes" items are 1-128 characters'),
+        ({"scopes": [f"s{i}" for i in range(65)]}, '"scopes" has more than 64 items'),
+        ({"openai_key_mode": "per_request"}, '"openai_key_mode" must be one of service_account_per_lease'),
     ],
 )
 def test_a_bad_update_names_its_field(update: dict[str, Any], message: str) -> None:
@@ -96,7 +100,7 @@ def caps(**enforced: bool) -> Capabilities:
     return Capabilities(**{**dict.fromkeys((f.name for f in fields(Capabilities)), False), **enforced})
 
 
-OPENAI = caps(needs_project=True)
+OPENAI = caps(needs_project=True, scopes=True, expiry=True)
 OPENROUTER = caps(spend_limit=True, expiry=True)
 
 
@@ -124,6 +128,13 @@ OPENROUTER = caps(spend_limit=True, expiry=True)
             {"metadata": {"k": "v"}},
             '"metadata": openrouter cannot enforce metadata',
         ),
+        ("openrouter", OPENROUTER, {"scopes": ["api.model.request"]}, '"scopes": openrouter cannot enforce'),
+        (
+            "openrouter",
+            OPENROUTER,
+            {"openai_key_mode": "key_per_lease"},
+            '"openai_key_mode" applies to openai connections only, not openrouter',
+        ),
     ],
 )
 def test_capabilities_refuse_what_the_provider_cannot_enforce(
@@ -135,6 +146,11 @@ def test_capabilities_refuse_what_the_provider_cannot_enforce(
 
 def test_capabilities_accept_what_the_provider_enforces() -> None:
     check_capabilities(new(project_id="proj_abc123"), conn("openai"), OPENAI)
+    check_capabilities(
+        new(project_id="proj_abc123", scopes=["api.model.request"], openai_key_mode="key_per_lease"),
+        conn("openai"),
+        OPENAI,
+    )
     check_capabilities(new(spend_limit=5.0), conn("openrouter"), OPENROUTER)
 
 
@@ -164,3 +180,17 @@ def test_write_checks_the_connection_and_stores(env: Env) -> None:
 def test_name_template_help_lists_every_placeholder() -> None:
     for placeholder in KNOWN_PLACEHOLDERS:
         assert placeholder in FIELDS["name_template"].description
+
+
+def test_scopes_and_key_mode_are_cleaned_kept_and_stored() -> None:
+    role = new(scopes=[" api.model.request ", "", "api.model.request", "api.responses.write"])
+    assert role.scopes == ("api.model.request", "api.responses.write")
+    assert role.openai_key_mode == ""
+    kept = merge(
+        "r", new(scopes=["a"], openai_key_mode="key_per_lease"), {"ttl": 60}, mount_max_ttl=MOUNT_MAX
+    )
+    assert (kept.scopes, kept.openai_key_mode) == (("a",), "key_per_lease")
+    assert Role.from_storage(kept.to_storage()) == kept
+    # A role stored before these fields existed reads with their defaults.
+    old = {k: v for k, v in kept.to_storage().items() if k not in ("scopes", "openai_key_mode")}
+    assert (Role.from_storage(old).scopes, Role.from_storage(old).openai_key_mode) == ((), "")

@@ -30,7 +30,6 @@ from llmsecrets.naming import (
     key_name,
     render,
     render_metadata,
-    render_name,
     template_needs,
     validate_metadata_template,
     validate_template,
@@ -260,34 +259,6 @@ def test_a_template_stored_under_older_rules_still_renders() -> None:
     assert render("{{nope}}-{{random}}", c, RenderMode.NAME) == f"{MISSING}-{c.random}"
     assert render("a b{{random}}}}", c, RenderMode.NAME) == f"a-b{c.random}-"
     assert render_metadata("{{nope}} {{ role }} }}", c) == f"{MISSING} chat }}}}"
-
-
-def test_render_name_keeps_its_old_signature_and_takes_an_identity() -> None:
-    old = render_name(
-        PREFIX,
-        "{{display_name}}.{{random}}",
-        role="r",
-        connection="c",
-        display_name="token-my app",
-        unix_time=5,
-    )
-    assert re.fullmatch(re.escape(PREFIX) + r"token-my-app\.[a-z0-9]{8}", old)
-    assert re.fullmatch(
-        re.escape(PREFIX) + r"r-5-[a-z0-9]{8}",
-        render_name(PREFIX, "", role="r", connection="c", display_name="", unix_time=5.7),
-    )
-    new = render_name(
-        PREFIX,
-        "{{identity.entity.metadata.team}}-{{random}}",
-        role="r",
-        connection="c",
-        unix_time=5,
-        identity=IDENTITY,
-    )
-    assert re.fullmatch(re.escape(PREFIX) + r"payments-[a-z0-9]{8}", new)
-
-
-# --- hostile values ---------------------------------------------------------------------------------
 
 
 def with_values(name: str, value: str) -> RequestIdentity:
