@@ -1,10 +1,11 @@
 """The LLM secrets engine's backend: factory, paths, help, caches, periodic work and invalidation.
 
-Concurrency model: Vault's gRPC calls arrive on a thread pool, so handlers run concurrently. The
-in-memory caches (connections, roles, the sweep config, provider clients) are guarded by locks; a
-cache miss reads storage under the cache lock, so an invalidation can never be overtaken by a stale
-read. Storage is the only shared truth: caches are dropped on every write/delete here and whenever
-Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
+Concurrency model: handlers run concurrently (calls on the hub interleave at every storage call, the rest on
+pool threads). The in-memory caches (connections, roles, the sweep config, provider clients) are guarded by
+one lock, never held across a storage call: a cache miss notes the cache's generation, reads storage
+unlocked, and keeps what it read only if no invalidation bumped the generation meanwhile, so a stale read
+never overwrites a newer state. Storage is the only shared truth: caches are dropped on every write/delete
+here and whenever Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
 
 Periodic work (Vault's rollback tick, once a minute): the deletion queue's tick (reload, retrier alive),
 then the sweep, then the WAL rollback. Everything that acts on a provider without a client request behind
@@ -89,7 +90,7 @@ WAL_MIN_AGE = 600.0
 
 BACKEND_HELP = """\
 The LLM secrets engine issues short-lived API keys for LLM providers (OpenAI, OpenRouter,
-LiteLLM proxies) under Vault leases.
+LiteLLM proxies, xAI, Fireworks) under Vault leases.
 
 An operator writes a connection (config/<name>) holding a provider admin key, and roles
 (roles/<name>) that say how keys are minted: lease TTLs, spend limits, model lists. An application
