@@ -73,6 +73,7 @@ def test_min_age_zero_rolls_back_everything() -> None:
     put_wal(storage, "api_key", {"id": "k1"}, created_at=NOW)
     b = Backend(paths=[], wal_rollback=cb, wal_kinds={"api_key"}, wal_min_age_seconds=0, clock=lambda: NOW)
     rollback(b, storage)
+    assert cb.seen == [("api_key", {"id": "k1"})]  # rolled back, not merely dropped
     assert list_wal(storage) == []
 
 
@@ -96,6 +97,7 @@ def test_failed_periodic_does_not_stop_wal_rollback() -> None:
         raise RuntimeError("boom")
 
     rollback(make_backend(cb, periodic=periodic), storage)
+    assert cb.seen == [("api_key", {"id": "k1"})]
     assert list_wal(storage) == []
 
 
