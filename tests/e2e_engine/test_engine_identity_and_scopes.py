@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
-from devkit.bao import BaoServer
-from engine_support import EngineMount, Unmounter, VaultApi, engine_mount
+from engine_support import EngineMount, VaultApi
 from llm_emulators import OpenAIEmulator
 from llmsecrets.providers.openai import role_account_name
 
@@ -27,21 +26,13 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def litellm_mount(
-    bao: BaoServer, api: VaultApi, unmounter: Unmounter, request: pytest.FixtureRequest
-) -> Iterator[EngineMount]:
-    with engine_mount(bao, api, unmounter, "litellm", request.node.originalname) as m:
-        m.configure()
-        yield m
+def litellm_mount(new_mount: Callable[[str], EngineMount]) -> EngineMount:
+    return new_mount("litellm")
 
 
 @pytest.fixture
-def openai_mount(
-    bao: BaoServer, api: VaultApi, unmounter: Unmounter, request: pytest.FixtureRequest
-) -> Iterator[EngineMount]:
-    with engine_mount(bao, api, unmounter, "openai", request.node.originalname) as m:
-        m.configure()
-        yield m
+def openai_mount(new_mount: Callable[[str], EngineMount]) -> EngineMount:
+    return new_mount("openai")
 
 
 def login_as_entity(api: VaultApi, mount: EngineMount, role: str) -> tuple[str, str]:
