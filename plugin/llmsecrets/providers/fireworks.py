@@ -35,18 +35,16 @@ prefix). Give the engine a dedicated service-account user, and keep its leases s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from . import gateway
 from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import (
-    CreateOutcomeUnknown,
     ProviderBadResponse,
-    ProviderError,
     ProviderNotFound,
     ProviderRejected,
 )
@@ -79,26 +77,6 @@ def split_scope(scope: str) -> tuple[str, str]:
     return parts[1], parts[3]
 
 
-def error_message(body: bytes) -> str | None:
-    """Fireworks' message from a gRPC status `{"code", "message"}` or `{"error": str | {"message"}}`;
-    None when the body is neither (a proxy's page)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    error = parsed.get("error")
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    message = parsed.get("message")
-    if isinstance(message, str) and "code" in parsed:
-        return message
-    return None
-
-
 class FireworksClient:
     """`ProviderClient` for the API keys of one Fireworks user."""
 
@@ -126,7 +104,7 @@ class FireworksClient:
             provider=self.name,
             base_url=base_url or DEFAULT_BASE_URL,
             admin_key=admin_key,
-            error_parser=error_message,
+            error_parser=gateway.error_message,
             transport=transport,
             retry=retry,
             guards=guards,
@@ -174,20 +152,10 @@ class FireworksClient:
                 create=True,
             )
         except ProviderNotFound as exc:
-            raise ProviderNotFound(
-                self.name,
-                exc.message + f" (check the connection's account_id and user_id: {self._scope})",
-                exc.status,
-                api_error=exc.api_error,
+            raise gateway.with_hint(
+                exc, self.name, f"check the connection's account_id and user_id: {self._scope}"
             ) from None
-        try:
-            data = as_object(body, self.name, op)
-            key_id = req_str(data, "keyId", self.name, op)
-            secret = req_str(data, "key", self.name, op)
-        except ProviderBadResponse as exc:
-            raise CreateOutcomeUnknown(
-                self.name, exc.message + "; the key may exist without its secret in hand"
-            ) from None
+        data, key_id, secret = gateway.created(body, self.name, op, id_field="keyId", value_field="key")
         return IssuedKey(
             key_id=key_id,
             key_name=opt_str(data, "displayName") or spec.name,
@@ -209,18 +177,14 @@ class FireworksClient:
                 deadline=deadline,
             )
         except (ProviderNotFound, ProviderRejected) as exc:
-            if self._confirm_gone and exc.status in (400, 404) and self._absent(key_id, owner, exc, deadline):
+            if (
+                self._confirm_gone
+                and exc.status in (400, 404)
+                and gateway.confirmed_gone(lambda: self._list(owner, deadline=deadline), key_id, exc)
+            ):
                 return False
             raise
         return True
-
-    def _absent(self, key_id: str, scope: str, cause: ProviderError, deadline: float) -> bool:
-        """Whether a list of the user shows the key gone; a failed list keeps the delete's own error."""
-        try:
-            keys = self._list(scope, deadline=deadline)
-        except ProviderError:
-            raise cause from None
-        return all(key.key_id != key_id for key in keys)
 
     def find_keys(self, name_prefix: str, *, scope: str | None = None, deadline: float) -> list[ProviderKey]:
         """Keys of the user (`scope`, else the connection's) whose display name starts with `name_prefix`."""

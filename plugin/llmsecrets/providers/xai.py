@@ -35,18 +35,16 @@ Sources, and what is confirmed:
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from . import gateway
 from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import (
-    CreateOutcomeUnknown,
     ProviderBadResponse,
-    ProviderError,
     ProviderNotFound,
     ProviderRejected,
 )
@@ -64,26 +62,6 @@ _PAGE_TOKENS = (("nextPageToken", "pageToken"), ("paginationToken", "paginationT
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def error_message(body: bytes) -> str | None:
-    """xAI's message from `{"code", "message"}` (a gRPC status) or `{"error": str | {"message"}}`;
-    None when the body is neither (a proxy's page)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    error = parsed.get("error")
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    message = parsed.get("message")
-    if isinstance(message, str) and "code" in parsed:
-        return message
-    return None
 
 
 def provider_time(value: Any) -> datetime | None:
@@ -124,7 +102,7 @@ class XAIClient:
             provider=self.name,
             base_url=base_url or DEFAULT_BASE_URL,
             admin_key=admin_key,
-            error_parser=error_message,
+            error_parser=gateway.error_message,
             transport=transport,
             retry=retry,
             guards=guards,
@@ -172,20 +150,10 @@ class XAIClient:
                 "POST", self._keys_path(self._team_id), op=op, json=payload, deadline=deadline, create=True
             )
         except ProviderNotFound as exc:
-            raise ProviderNotFound(
-                self.name,
-                exc.message + f" (check the connection's team_id {self._team_id!r})",
-                exc.status,
-                api_error=exc.api_error,
+            raise gateway.with_hint(
+                exc, self.name, f"check the connection's team_id {self._team_id!r}"
             ) from None
-        try:
-            data = as_object(body, self.name, op)
-            key_id = req_str(data, "apiKeyId", self.name, op)
-            secret = req_str(data, "apiKey", self.name, op)
-        except ProviderBadResponse as exc:
-            raise CreateOutcomeUnknown(
-                self.name, exc.message + "; the key may exist without its secret in hand"
-            ) from None
+        data, key_id, secret = gateway.created(body, self.name, op, id_field="apiKeyId", value_field="apiKey")
         return IssuedKey(
             key_id=key_id,
             key_name=opt_str(data, "name") or spec.name,
@@ -203,18 +171,16 @@ class XAIClient:
                 "DELETE", f"/auth/api-keys/{_seg(key_id)}", op="delete API key", deadline=deadline
             )
         except (ProviderNotFound, ProviderRejected) as exc:
-            if self._confirm_gone and exc.status in (400, 404) and self._absent(key_id, scope, exc, deadline):
+            if (
+                self._confirm_gone
+                and exc.status in (400, 404)
+                and gateway.confirmed_gone(
+                    lambda: self._list(scope or self._team_id, deadline=deadline), key_id, exc
+                )
+            ):
                 return False
             raise
         return True
-
-    def _absent(self, key_id: str, scope: str, cause: ProviderError, deadline: float) -> bool:
-        """Whether a list of the key's team shows it gone; a failed list keeps the delete's own error."""
-        try:
-            keys = self._list(scope or self._team_id, deadline=deadline)
-        except ProviderError:
-            raise cause from None
-        return all(key.key_id != key_id for key in keys)
 
     def find_keys(self, name_prefix: str, *, scope: str | None = None, deadline: float) -> list[ProviderKey]:
         """Keys of the team (`scope`, else the connection's) whose name starts with `name_prefix`."""
