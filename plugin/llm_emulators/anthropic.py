@@ -170,7 +170,8 @@ class Drop:
 class AnthropicEmulator(Emulator):
     provider: ClassVar[str] = "anthropic"
     path_prefix: ClassVar[str] = "/v1"
-    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-ant-admin01-emulator-default-admin-key"
+    # The ":" keeps it from looking like a real key, as the other emulators' defaults do.
+    DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-ant-admin01-emulator:default-admin-key"
     MAX_PAGE_SIZE: ClassVar[int] = 1000
     DEFAULT_LIST_LIMIT: ClassVar[int] = 20
 
