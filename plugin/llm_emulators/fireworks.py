@@ -37,27 +37,24 @@ import httpx
 
 from .core import (
     BodyError,
-    Emulator,
     JSONDict,
     KeyRecord,
     Request,
     Route,
-    gateway_page,
     iso_z,
     json_object,
     json_response,
     random_id,
     route,
 )
-from .xai import (
-    INTERNAL,
+from .grpc_gateway import (
     INVALID_ARGUMENT,
     NOT_FOUND,
     PERMISSION_DENIED,
-    RESOURCE_EXHAUSTED,
     UNAUTHENTICATED,
-    UNAVAILABLE,
+    GatewayEmulator,
     parse_rfc3339,
+    status_error,
 )
 
 __all__ = ["FireworksEmulator"]
@@ -69,17 +66,13 @@ _OUTPUT_FIELDS = frozenset({"keyId", "key", "createTime", "secure", "email", "pr
 MAX_EXPIRY_SECONDS = 365 * 24 * 3600
 
 
-def _error(status: int, code: int, message: str) -> httpx.Response:
-    return json_response(status, {"code": code, "message": message, "details": []})
-
-
 def _inference_error(status: int, message: str) -> httpx.Response:
     return json_response(
         status, {"error": {"object": "error", "type": "invalid_request_error", "message": message}}
     )
 
 
-class FireworksEmulator(Emulator):
+class FireworksEmulator(GatewayEmulator):
     provider: ClassVar[str] = "fireworks"
     path_prefix: ClassVar[str] = ""
     DEFAULT_ADMIN_KEY: ClassVar[str] = "fw_emulator_default_admin_key"
@@ -150,9 +143,9 @@ class FireworksEmulator(Emulator):
     def _user(self, req: Request) -> str | httpx.Response:
         account, user = req.params["account"], req.params["user"]
         if account != self.account:
-            return _error(403, PERMISSION_DENIED, f"permission denied on account {account}")
+            return status_error(403, PERMISSION_DENIED, f"permission denied on account {account}")
         if user not in self.users:
-            return _error(404, NOT_FOUND, f"user accounts/{account}/users/{user} not found")
+            return status_error(404, NOT_FOUND, f"user accounts/{account}/users/{user} not found")
         return user
 
     def _create(self, req: Request) -> httpx.Response:
@@ -162,32 +155,34 @@ class FireworksEmulator(Emulator):
         try:
             body = json_object(req)
         except BodyError:
-            return _error(400, INVALID_ARGUMENT, "invalid JSON in request body")
+            return status_error(400, INVALID_ARGUMENT, "invalid JSON in request body")
         unknown = sorted(set(body) - _BODY_FIELDS)
         if unknown:
-            return _error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}"')
+            return status_error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}"')
         api_key = body.get("apiKey")
         if not isinstance(api_key, dict):
-            return _error(400, INVALID_ARGUMENT, "apiKey is required")
+            return status_error(400, INVALID_ARGUMENT, "apiKey is required")
         unknown = sorted(set(api_key) - _KEY_FIELDS - _OUTPUT_FIELDS)
         if unknown:
-            return _error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}" in apiKey')
+            return status_error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}" in apiKey')
         name = api_key.get("displayName") or "default"
         if not isinstance(name, str):
-            return _error(400, INVALID_ARGUMENT, "apiKey.displayName: expected a string")
+            return status_error(400, INVALID_ARGUMENT, "apiKey.displayName: expected a string")
         annotations = api_key.get("annotations") or {}
         if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
-            return _error(400, INVALID_ARGUMENT, "apiKey.annotations: expected a map of strings")
+            return status_error(400, INVALID_ARGUMENT, "apiKey.annotations: expected a map of strings")
         now = self.now()
         expires_at: float | None = None
         if api_key.get("expireTime") is not None:
             expires_at = parse_rfc3339(api_key["expireTime"])
             if expires_at is None:
-                return _error(400, INVALID_ARGUMENT, "apiKey.expireTime: expected an RFC 3339 timestamp")
+                return status_error(
+                    400, INVALID_ARGUMENT, "apiKey.expireTime: expected an RFC 3339 timestamp"
+                )
             if expires_at <= now:
-                return _error(400, INVALID_ARGUMENT, "expire time must be in the future")
+                return status_error(400, INVALID_ARGUMENT, "expire time must be in the future")
             if expires_at > now + MAX_EXPIRY_SECONDS:
-                return _error(400, INVALID_ARGUMENT, "expire time must be at most one year from now")
+                return status_error(400, INVALID_ARGUMENT, "expire time must be at most one year from now")
         rec = self._new_record(name, created_at=now)
         rec.expires_at = expires_at
         rec.extra.update(user=user, annotations=dict(annotations))
@@ -201,7 +196,7 @@ class FireworksEmulator(Emulator):
         keys = [r for r in self._records_in_order() if not r.deleted and r.extra["user"] == user]
         raw_size, raw_page = req.query.get("pageSize", "0"), req.query.get("pageToken", "0") or "0"
         if not raw_size.isdigit() or not raw_page.isdigit():
-            return _error(400, INVALID_ARGUMENT, "pageSize and pageToken must be non-negative integers")
+            return status_error(400, INVALID_ARGUMENT, "pageSize and pageToken must be non-negative integers")
         size = self._page_cap(int(raw_size) or len(keys) or 1)
         page_no = int(raw_page)
         page = keys[page_no * size : (page_no + 1) * size]
@@ -218,13 +213,13 @@ class FireworksEmulator(Emulator):
         try:
             body = json_object(req)
         except BodyError:
-            return _error(400, INVALID_ARGUMENT, "invalid JSON in request body")
+            return status_error(400, INVALID_ARGUMENT, "invalid JSON in request body")
         key_id = body.get("keyId")
         if not isinstance(key_id, str) or not key_id:
-            return _error(400, INVALID_ARGUMENT, "keyId is required")
+            return status_error(400, INVALID_ARGUMENT, "keyId is required")
         rec = self._get_live(key_id)
         if rec is None or rec.extra["user"] != user:
-            return _error(404, NOT_FOUND, f"API key {key_id} not found")
+            return status_error(404, NOT_FOUND, f"API key {key_id} not found")
         self._mark_deleted(rec)
         return json_response(200, {})
 
@@ -278,25 +273,10 @@ class FireworksEmulator(Emulator):
     # ---- errors
 
     def _err_missing_auth(self) -> httpx.Response:
-        return _error(401, UNAUTHENTICATED, "missing API key")
+        return status_error(401, UNAUTHENTICATED, "missing API key")
 
     def _err_invalid_auth(self) -> httpx.Response:
-        return _error(401, UNAUTHENTICATED, "invalid API key")
+        return status_error(401, UNAUTHENTICATED, "invalid API key")
 
     def _err_issued_key_on_admin(self) -> httpx.Response:
-        return _error(403, PERMISSION_DENIED, "permission denied")
-
-    def _err_rate_limited(self, retry_after: float) -> httpx.Response:
-        return _error(429, RESOURCE_EXHAUSTED, "too many requests")
-
-    def _err_server(self, status: int) -> httpx.Response:
-        if status == 502:
-            return gateway_page(status)
-        if status == 503:
-            return _error(503, UNAVAILABLE, "service unavailable")
-        return _error(status, INTERNAL, "internal error")
-
-    def _not_found(self, method: str, path: str, *, method_mismatch: bool) -> httpx.Response:
-        if method_mismatch:
-            return _error(405, 12, "Method Not Allowed")
-        return _error(404, NOT_FOUND, "Not Found")
+        return status_error(403, PERMISSION_DENIED, "permission denied")

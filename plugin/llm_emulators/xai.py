@@ -30,31 +30,32 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
 
 from .core import (
     BodyError,
-    Emulator,
     JSONDict,
     KeyRecord,
     Request,
     Route,
-    gateway_page,
     iso_z,
     json_object,
     json_response,
     random_id,
     route,
 )
+from .grpc_gateway import (
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    GatewayEmulator,
+    parse_rfc3339,
+    status_error,
+)
 
 __all__ = ["XAIEmulator"]
-
-# gRPC status codes, as a gRPC gateway puts them in its error bodies.
-INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED = 3, 5, 7, 8
-INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 13, 14, 16
 
 _CREATE_FIELDS = frozenset({"name", "acls", "qps", "qpm", "tpm", "expireTime"})
 _ACL_RE = re.compile(r"api-key:(model|endpoint):\S+")
@@ -62,33 +63,16 @@ _ACL_RE = re.compile(r"api-key:(model|endpoint):\S+")
 _INCORRECT_KEY = "Incorrect API key provided. You can obtain an API key from https://console.x.ai."
 
 
-def _error(status: int, code: int, message: str) -> httpx.Response:
-    return json_response(status, {"code": code, "message": message, "details": []})
-
-
 def _inference_error(status: int, message: str) -> httpx.Response:
     kind = "Client specified an invalid argument" if status == 400 else "The caller does not have permission"
     return json_response(status, {"code": kind, "error": message})
-
-
-def parse_rfc3339(value: Any) -> float | None:
-    """An RFC 3339 time with a zone (Z or an offset) as epoch seconds; None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC).timestamp()
 
 
 def _int_or_null(value: Any) -> bool:
     return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
-class XAIEmulator(Emulator):
+class XAIEmulator(GatewayEmulator):
     provider: ClassVar[str] = "xai"
     path_prefix: ClassVar[str] = ""
     DEFAULT_ADMIN_KEY: ClassVar[str] = "xai-mgmt-emulator-default-management-key"
@@ -157,7 +141,7 @@ class XAIEmulator(Emulator):
 
     def _team(self, req: Request) -> str | httpx.Response:
         team = req.params["team"]
-        return team if team in self.teams else _error(404, NOT_FOUND, f"team {team} not found")
+        return team if team in self.teams else status_error(404, NOT_FOUND, f"team {team} not found")
 
     def _create(self, req: Request) -> httpx.Response:
         team = self._team(req)
@@ -166,29 +150,29 @@ class XAIEmulator(Emulator):
         try:
             body = json_object(req)
         except BodyError:
-            return _error(400, INVALID_ARGUMENT, "invalid JSON in request body")
+            return status_error(400, INVALID_ARGUMENT, "invalid JSON in request body")
         unknown = sorted(set(body) - _CREATE_FIELDS)
         if unknown:
-            return _error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}"')
+            return status_error(400, INVALID_ARGUMENT, f'unknown field "{unknown[0]}"')
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
-            return _error(400, INVALID_ARGUMENT, "name: should not be empty")
+            return status_error(400, INVALID_ARGUMENT, "name: should not be empty")
         acls = body.get("acls", [])
         if not isinstance(acls, list) or not all(isinstance(a, str) and _ACL_RE.fullmatch(a) for a in acls):
-            return _error(
+            return status_error(
                 400, INVALID_ARGUMENT, "acls: each ACL must be api-key:model:<m> or api-key:endpoint:<e>"
             )
         for field in ("qps", "qpm"):
             if not _int_or_null(body.get(field)):
-                return _error(400, INVALID_ARGUMENT, f"{field}: expected a non-negative integer")
+                return status_error(400, INVALID_ARGUMENT, f"{field}: expected a non-negative integer")
         tpm = body.get("tpm")
         if tpm is not None and not (isinstance(tpm, str) and tpm.isdigit()):
-            return _error(400, INVALID_ARGUMENT, "tpm: expected an integer string")
+            return status_error(400, INVALID_ARGUMENT, "tpm: expected an integer string")
         expires_at: float | None = None
         if body.get("expireTime") is not None:
             expires_at = parse_rfc3339(body["expireTime"])
             if expires_at is None:
-                return _error(400, INVALID_ARGUMENT, "expireTime: expected an RFC 3339 timestamp")
+                return status_error(400, INVALID_ARGUMENT, "expireTime: expected an RFC 3339 timestamp")
         rec = self._new_record(name, created_at=self.now())
         rec.expires_at = expires_at
         rec.extra.update(team=team, acls=list(acls), qps=body.get("qps"), qpm=body.get("qpm"), tpm=tpm)
@@ -204,7 +188,7 @@ class XAIEmulator(Emulator):
         if "pageToken" in req.query:
             token = req.query["pageToken"]
             if not token.isdigit():
-                return _error(400, INVALID_ARGUMENT, "invalid page token")
+                return status_error(400, INVALID_ARGUMENT, "invalid page token")
             start = int(token)
         size = self._page_cap(len(keys) or 1)
         page = keys[start : start + size]
@@ -216,7 +200,7 @@ class XAIEmulator(Emulator):
     def _delete(self, req: Request) -> httpx.Response:
         rec = self._get_live(req.params["key_id"])
         if rec is None:
-            return _error(404, NOT_FOUND, "api key not found")
+            return status_error(404, NOT_FOUND, "api key not found")
         self._mark_deleted(rec)
         return json_response(200, {})
 
@@ -269,26 +253,11 @@ class XAIEmulator(Emulator):
     # ---- errors
 
     def _err_missing_auth(self) -> httpx.Response:
-        return _error(401, UNAUTHENTICATED, "missing bearer token")
+        return status_error(401, UNAUTHENTICATED, "missing bearer token")
 
     def _err_invalid_auth(self) -> httpx.Response:
-        return _error(401, UNAUTHENTICATED, "invalid management key")
+        return status_error(401, UNAUTHENTICATED, "invalid management key")
 
     def _err_issued_key_on_admin(self) -> httpx.Response:
         # An API key is not a management key.
-        return _error(401, UNAUTHENTICATED, "invalid management key")
-
-    def _err_rate_limited(self, retry_after: float) -> httpx.Response:
-        return _error(429, RESOURCE_EXHAUSTED, "too many requests")
-
-    def _err_server(self, status: int) -> httpx.Response:
-        if status == 502:
-            return gateway_page(status)
-        if status == 503:
-            return _error(503, UNAVAILABLE, "service unavailable")
-        return _error(status, INTERNAL, "internal error")
-
-    def _not_found(self, method: str, path: str, *, method_mismatch: bool) -> httpx.Response:
-        if method_mismatch:
-            return _error(405, 12, "Method Not Allowed")
-        return _error(404, NOT_FOUND, "Not Found")
+        return status_error(401, UNAUTHENTICATED, "invalid management key")
