@@ -440,3 +440,25 @@ def test_registry_account_fields_and_refusals() -> None:
     fw = make_client("fireworks", admin_key=ADMIN, account={"account_id": "acme", "user_id": "sa"})
     assert isinstance(fw, FireworksClient)
     assert ADMIN not in repr(fw)
+
+
+def test_a_page_token_that_comes_back_is_a_bad_response_not_an_endless_walk() -> None:
+    """Both clients walk page tokens through gateway.token_paged_keys: a token seen before ends the walk."""
+    loop = {"nextPageToken": "2"}
+    xai = Script(
+        httpx.Response(200, json={"apiKeys": [{"apiKeyId": "a", "name": "vault-1"}], **loop}),
+        httpx.Response(200, json={"apiKeys": [{"apiKeyId": "b", "name": "vault-2"}], **loop}),
+    )
+    with pytest.raises(ProviderBadResponse, match="the same page token came back"):
+        xai_env(xai).find_keys("vault-", deadline=time.monotonic() + 10)
+    assert [r.url.params.get("pageToken") for r in xai.requests] == [None, "2"]
+    fireworks = Script(
+        httpx.Response(200, json={"apiKeys": [{"keyId": "a", "displayName": "vault-1"}], **loop}),
+        httpx.Response(200, json={"apiKeys": [{"keyId": "b", "displayName": "vault-2"}], **loop}),
+    )
+    with pytest.raises(ProviderBadResponse, match="the same page token came back"):
+        fw_env(fireworks, page_size=1).find_keys("vault-", deadline=time.monotonic() + 10)
+    assert [dict(r.url.params) for r in fireworks.requests] == [
+        {"pageSize": "1"},
+        {"pageSize": "1", "pageToken": "2"},
+    ]

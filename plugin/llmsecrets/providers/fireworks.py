@@ -52,7 +52,6 @@ from .http import CallGuards, ProviderHTTP, as_list, as_object, iso_utc, opt_str
 from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
-MAX_PAGES = 10_000
 
 CAPABILITIES = Capabilities(
     expiry=True,
@@ -194,43 +193,40 @@ class FireworksClient:
 
     def _list(self, scope: str, *, deadline: float) -> list[ProviderKey]:
         op = "list API keys"
-        found: dict[str, ProviderKey] = {}
-        params: dict[str, str | int] = {}
-        if self._page_size is not None:
-            params["pageSize"] = self._page_size
-        seen_tokens: set[str] = set()
-        for _ in range(MAX_PAGES):
-            body = as_object(
-                self._http.call("GET", self._keys_path(scope), op=op, params=params, deadline=deadline),
-                self.name,
-                op,
-            )
+
+        def read_page(answer: Any, found: int, query: dict[str, str | int]) -> gateway.Page:
+            body = as_object(answer, self.name, op)
             # An empty list may be left out of the answer entirely (proto3 JSON omits empty fields).
             items = as_list(body.get("apiKeys", []), self.name, op, "apiKeys")
             total = body.get("totalSize")
             if not items and not found and isinstance(total, int) and total > 0:
                 # Keys exist but none came back: finding nothing could make a live key look deleted.
                 raise ProviderBadResponse(self.name, f"{self.name}: {op}: totalSize {total} but no apiKeys")
+            keys = []
             for item in items:
                 key = as_object(item, self.name, op)
-                key_id = req_str(key, "keyId", self.name, op)
-                found.setdefault(
-                    key_id,
+                keys.append(
                     ProviderKey(
-                        key_id=key_id,
+                        key_id=req_str(key, "keyId", self.name, op),
                         name=opt_str(key, "displayName") or "",
                         created_at=parse_time(key.get("createTime")),
                         scope=scope,
-                    ),
+                    )
                 )
             token = body.get("nextPageToken")
-            if not items or not isinstance(token, str) or not token:
-                return list(found.values())
-            if token in seen_tokens:
-                raise ProviderBadResponse(self.name, f"{self.name}: {op}: the same page token came back")
-            seen_tokens.add(token)
-            params = {**params, "pageToken": token}
-        raise ProviderBadResponse(self.name, f"{self.name}: {op}: more than {MAX_PAGES} pages")
+            if not isinstance(token, str) or not token:
+                return keys, None, query
+            return keys, token, {**query, "pageToken": token}
+
+        return gateway.token_paged_keys(
+            self.name,
+            op,
+            lambda query: self._http.call(
+                "GET", self._keys_path(scope), op=op, params=query, deadline=deadline
+            ),
+            read_page,
+            {} if self._page_size is None else {"pageSize": self._page_size},
+        )
 
     def extend_key(self, key_id: str, *, scope: str, expires_at: datetime, deadline: float) -> None:
         raise NotImplementedError("fireworks: no call changes a key's expiry")

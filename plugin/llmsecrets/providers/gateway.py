@@ -1,5 +1,5 @@
 """What the xAI and Fireworks clients share: both management APIs are gRPC gateways, with the same error
-body, and neither says plainly whether a key it refuses to delete is already gone."""
+body and page-token lists, and neither says plainly whether a key it refuses to delete is already gone."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ from typing import Any
 from .base import ProviderKey
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderError, ProviderNotFound
 from .http import as_object, req_str
+
+# The most pages a list may take: past it, the answer is taken for a loop.
+MAX_PAGES = 10_000
+
+# What a client reads from one page of a list: the page's keys, and the next page's token with the query
+# that asks for it (None when the list is complete).
+Page = tuple[list[ProviderKey], str | None, dict[str, str | int]]
 
 
 def error_message(body: bytes) -> str | None:
@@ -59,3 +66,29 @@ def confirmed_gone(list_keys: Callable[[], list[ProviderKey]], key_id: str, caus
     except ProviderError:
         raise cause from None
     return all(key.key_id != key_id for key in keys)
+
+
+def token_paged_keys(
+    provider: str,
+    op: str,
+    fetch: Callable[[dict[str, str | int]], Any],
+    read_page: Callable[[Any, int, dict[str, str | int]], Page],
+    first_query: dict[str, str | int],
+) -> list[ProviderKey]:
+    """Every key of a page-token list, each once: `fetch(query)` answers one page, `read_page(answer, keys
+    found so far, query)` reads it. A page token seen before, or more than MAX_PAGES pages, is a bad
+    response rather than an endless walk."""
+    found: dict[str, ProviderKey] = {}
+    query = first_query
+    seen_tokens: set[str] = set()
+    for _ in range(MAX_PAGES):
+        keys, token, next_query = read_page(fetch(query), len(found), query)
+        for key in keys:
+            found.setdefault(key.key_id, key)
+        if not keys or token is None:
+            return list(found.values())
+        if token in seen_tokens:
+            raise ProviderBadResponse(provider, f"{provider}: {op}: the same page token came back")
+        seen_tokens.add(token)
+        query = next_query
+    raise ProviderBadResponse(provider, f"{provider}: {op}: more than {MAX_PAGES} pages")

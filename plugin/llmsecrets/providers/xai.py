@@ -52,7 +52,6 @@ from .http import CallGuards, ProviderHTTP, as_list, as_object, iso_utc, opt_str
 from .retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://management-api.x.ai"
-MAX_PAGES = 10_000
 ALL_MODELS = "api-key:model:*"
 ALL_ENDPOINTS = "api-key:endpoint:*"
 _LIST_FIELDS = ("apiKeys", "api_keys", "data")
@@ -190,15 +189,9 @@ class XAIClient:
 
     def _list(self, team: str, *, deadline: float) -> list[ProviderKey]:
         op = "list API keys"
-        found: dict[str, ProviderKey] = {}
-        params: dict[str, str | int] = {}
-        seen_tokens: set[str] = set()
-        for _ in range(MAX_PAGES):
-            body = as_object(
-                self._http.call("GET", self._keys_path(team), op=op, params=params, deadline=deadline),
-                self.name,
-                op,
-            )
+
+        def read_page(answer: Any, found: int, query: dict[str, str | int]) -> gateway.Page:
+            body = as_object(answer, self.name, op)
             field = next((f for f in _LIST_FIELDS if f in body), None)
             if field is None and set(body) - {f for f, _ in _PAGE_TOKENS}:
                 # Not an empty list (proto3 JSON leaves [] out) but a shape we do not know: finding nothing
@@ -206,27 +199,31 @@ class XAIClient:
                 raise ProviderBadResponse(
                     self.name, f"{self.name}: {op}: unexpected response: no apiKeys in {sorted(body)[:5]}"
                 )
-            items = as_list(body.get(field), self.name, op, "apiKeys") if field else []
-            for item in items:
+            keys = []
+            for item in as_list(body.get(field), self.name, op, "apiKeys") if field else []:
                 key = as_object(item, self.name, op)
-                key_id = req_str(key, "apiKeyId", self.name, op)
-                found.setdefault(
-                    key_id,
+                keys.append(
                     ProviderKey(
-                        key_id=key_id,
+                        key_id=req_str(key, "apiKeyId", self.name, op),
                         name=opt_str(key, "name") or "",
                         created_at=provider_time(key.get("createTime")),
                         scope=team,
-                    ),
+                    )
                 )
             token, param = next(((body[f], p) for f, p in _PAGE_TOKENS if body.get(f)), (None, ""))
-            if not items or not isinstance(token, str):
-                return list(found.values())
-            if token in seen_tokens:
-                raise ProviderBadResponse(self.name, f"{self.name}: {op}: the same page token came back")
-            seen_tokens.add(token)
-            params = {param: token}
-        raise ProviderBadResponse(self.name, f"{self.name}: {op}: more than {MAX_PAGES} pages")
+            if not isinstance(token, str):
+                return keys, None, query
+            return keys, token, {param: token}
+
+        return gateway.token_paged_keys(
+            self.name,
+            op,
+            lambda query: self._http.call(
+                "GET", self._keys_path(team), op=op, params=query, deadline=deadline
+            ),
+            read_page,
+            {},
+        )
 
     def extend_key(self, key_id: str, *, scope: str, expires_at: datetime, deadline: float) -> None:
         raise NotImplementedError("xai: the update call's body is undocumented; expiry is fixed at create")
