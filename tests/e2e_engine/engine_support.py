@@ -297,11 +297,17 @@ class Unmounter:
 
 @contextlib.contextmanager
 def engine_mount(
-    server: BaoServer, api: VaultApi, unmounter: Unmounter, provider: str, hint: str
+    server: BaoServer,
+    api: VaultApi,
+    unmounter: Unmounter,
+    provider: str,
+    hint: str,
+    spec: ProviderSpec | None = None,
 ) -> Iterator[EngineMount]:
-    """A new mount wired to a new emulator of `provider`; at exit its leases are revoked (keys deleted at
-    the emulator), the emulator stops and the mount is disabled in the background."""
-    spec = PROVIDERS[provider]
+    """A new mount wired to a new emulator of `provider` (described by `spec`, default PROVIDERS[provider]);
+    at exit its leases are revoked (keys deleted at the emulator), the emulator stops and the mount is
+    disabled in the background."""
+    spec = spec or PROVIDERS[provider]
     admin_key = new_admin_key(provider)
     emulator = spec.emulator(admin_key)
     with emulator.serve() as emu_server:

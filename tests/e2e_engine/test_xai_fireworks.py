@@ -20,17 +20,15 @@ import pytest
 from devkit.bao import BaoServer
 from devkit.waiting import wait_for
 from engine_support import (
-    PLUGIN_NAME,
     PROVIDER_EXPIRY_GRACE,
     WAL_MIN_AGE_SECONDS,
     EngineMount,
     ProviderSpec,
     Unmounter,
     VaultApi,
+    engine_mount,
     errors_of,
-    new_admin_key,
     prefix_of,
-    unique_mount_name,
 )
 from llm_emulators import FireworksEmulator, XAIEmulator
 from llm_emulators.core import Fault
@@ -61,27 +59,11 @@ ACCOUNT_FIELDS: dict[str, dict[str, str]] = {
 DEAD = {"xai": 400, "fireworks": 401}
 
 
-@contextlib.contextmanager
 def xf_mount(
     server: BaoServer, api: VaultApi, unmounter: Unmounter, provider: str, hint: str
-) -> Iterator[EngineMount]:
-    """As engine_support.engine_mount, for a provider of this file: the leases are revoked while the
-    emulator still runs, then the mount is disabled in the background."""
-    spec = SPECS[provider]
-    admin_key = new_admin_key(provider)
-    emulator = spec.emulator(admin_key)
-    with emulator.serve() as emu_server:
-        path = unique_mount_name(f"{provider}-{hint}")
-        server.enable(PLUGIN_NAME, path)
-        mount = EngineMount(server, api, path, spec, emulator, emu_server, admin_key)
-        try:
-            yield mount
-        finally:
-            emulator.set_faults()
-            status, body = api.call("PUT", f"sys/leases/revoke-prefix/{path}")
-            if status not in (200, 204):
-                print(f"note: revoking the leases of {path} failed: {status} {body}")
-            unmounter.unmount(path)
+) -> contextlib.AbstractContextManager[EngineMount]:
+    """engine_support.engine_mount, for a provider of this file."""
+    return engine_mount(server, api, unmounter, provider, hint, spec=SPECS[provider])
 
 
 @pytest.fixture(params=tuple(SPECS))
