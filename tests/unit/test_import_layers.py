@@ -33,7 +33,7 @@ KNOWN_DEBT = {
     ("llmsecrets.main", "vaultplugin.serve"),  # the entry point: starts the protocol layer with the engine
     ("llmsecrets.clients", "vaultplugin.grpc_server"),  # the call pool's size, for bulkheads
     ("llmsecrets.clients", "vaultplugin.cancellation"),  # Vault's cancellation of a call
-    ("llmsecrets.secret_api_key", "vaultplugin.after_reply"),  # work deferred until the reply is sent
+    ("llmsecrets.leases", "vaultplugin.after_reply"),  # work deferred until the reply is sent
     ("llmsecrets.providers.budget", "vaultplugin.hub"),  # provider calls wait on the hub
     ("llmsecrets.providers.http", "vaultplugin.hub"),
     ("llmsecrets.providers.http11", "vaultplugin.hub"),

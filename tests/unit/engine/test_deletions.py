@@ -15,9 +15,9 @@ import pytest
 from engine_env import Env
 from llm_emulators.core import Fault
 from llmsecrets import deletions
+from llmsecrets.leases import lease_ended
 from llmsecrets.models import IssuedKeyRecord, PendingDeletion
 from llmsecrets.providers.errors import ProviderRejected
-from llmsecrets.secret_api_key import lease_ended
 from vaultplugin.framework import (
     BadRequest,
     InMemoryStorage,
