@@ -41,7 +41,7 @@ from bench_engine import (
 from devkit.bao import BaoServer, kill_leftovers
 from devkit.build import ENGINE_NAME, build_engine, build_engine_zipapp
 from llm_emulators import OpenRouterEmulator
-from vaultplugin.tls import generate_plugin_certificate
+from vaultplugin.transport.tls import generate_plugin_certificate
 
 HOST_ENV = {"VAULT_BACKEND_PLUGIN": "6669da05-b1c8-4f49-97d9-c8e5bed98e20", "PLUGIN_PROTOCOL_VERSIONS": "5"}
 

@@ -16,7 +16,7 @@ import httpx
 import psutil
 from devkit.bao import BaoServer
 from devkit.build import build_zipapp, project_packages
-from vaultplugin.tls import generate_plugin_certificate
+from vaultplugin.transport.tls import generate_plugin_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTBACKEND = ROOT / "tests" / "e2e" / "testbackend"

@@ -7,7 +7,8 @@ key: compared by fingerprint) and dropped on config write/delete, on `invalidate
 
 Every client of a connection, cached or built for a config write's check, shares that connection's
 `Bulkhead` (kept by name, across rebuilds), and every call learns of its request's cancellation by Vault
-through `vaultplugin.cancellation.current`. The bulkheads are bounded by the connections in use: a name's
+through `runtime.current_cancellation` (vaultplugin.framework). The bulkheads are bounded by the connections
+in use: a name's
 bulkhead is kept while the name has a cached client or a check open, while calls of an older client are
 in flight, or for `SLOW_MEMORY` seconds after its provider was last slow (so a config write does not make
 a stuck provider look healthy); past that it is dropped, as it is at once when the connection is deleted.
@@ -23,8 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
-from vaultplugin import cancellation
-from vaultplugin.grpc_server import CALL_THREADS
+from vaultplugin.framework import runtime
 
 from llmsecrets.models import ConnectionConfig
 from llmsecrets.providers.base import ProviderClient, SecretStr
@@ -42,7 +42,7 @@ TransportFactory = Callable[[str, str | None], httpx.BaseTransport | None]
 
 # Provider calls one connection may have in flight: three quarters of the plugin's call threads, so a
 # provider that stalls leaves a quarter to the mount's other connections and to Vault's other calls.
-CONNECTION_CALL_LIMIT = max(1, CALL_THREADS * 3 // 4)
+CONNECTION_CALL_LIMIT = max(1, runtime.CALL_THREADS * 3 // 4)
 # How long the bulkhead of a connection without a client still remembers that its provider was slow.
 SLOW_MEMORY = 600.0
 
@@ -72,7 +72,7 @@ class ClientCache:
         call_seconds: float = VERIFY_SECONDS,
         connection_limit: int = CONNECTION_CALL_LIMIT,
         max_body_bytes: int = MAX_BODY_BYTES,
-        cancel_signal: Callable[[], CancelSignal | None] = cancellation.current,
+        cancel_signal: Callable[[], CancelSignal | None] = runtime.current_cancellation,
     ) -> None:
         self._transport_factory = transport_factory
         self._retry = retry

@@ -34,7 +34,6 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from vaultplugin.after_reply import defer
 from vaultplugin.framework import (
     BadRequest,
     LeaseInfo,
@@ -44,6 +43,7 @@ from vaultplugin.framework import (
     VaultError,
     get_json,
 )
+from vaultplugin.framework.runtime import defer
 
 from llmsecrets import connections, errors
 from llmsecrets.connections import Unusable, UnusableConnection

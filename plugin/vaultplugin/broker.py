@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from vaultplugin.grpc_client import UnaryClient
+from vaultplugin.transport.grpc_client import UnaryClient
 
 log = logging.getLogger(__name__)
 

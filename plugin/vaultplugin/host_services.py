@@ -8,8 +8,8 @@ from typing import Any
 
 from vaultplugin.framework.errors import ReadOnlyStorage, VaultError, asks_to_forward
 from vaultplugin.framework.logical import Alias, Entity, Group, StorageError
-from vaultplugin.grpc_client import RpcError, UnaryClient
 from vaultplugin.proto import backend_pb2 as pb
+from vaultplugin.transport.grpc_client import RpcError, UnaryClient
 from vaultplugin.wire import ns_to_seconds
 
 # Storage calls are short; a stuck host must not hang a request forever.

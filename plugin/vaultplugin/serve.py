@@ -21,9 +21,9 @@ from pathlib import Path
 
 from vaultplugin import logs
 from vaultplugin.broker import Broker
-from vaultplugin.grpc_server import GrpcServer
 from vaultplugin.server import BackendFactory, PluginServer
-from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
+from vaultplugin.transport.grpc_server import GrpcServer
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate, server_context
 
 log = logging.getLogger(__name__)
 

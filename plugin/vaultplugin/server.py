@@ -18,10 +18,10 @@ from google.protobuf import empty_pb2
 from vaultplugin.broker import Broker
 from vaultplugin.framework.errors import BadRequest, ErrType
 from vaultplugin.framework.logical import Request, Response, SpecialPaths, Storage, SystemView
-from vaultplugin.grpc_server import Kind, Method
 from vaultplugin.host_services import GrpcStorage, GrpcSystemView
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.proto import go_plugin_pb2, health_pb2, multiplexing_pb2, version_pb2
+from vaultplugin.transport.grpc_server import Kind, Method
 from vaultplugin.wire import error_to_pb, request_from_pb, response_to_pb
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import psutil
-from vaultplugin.tls import generate_plugin_certificate
+from vaultplugin.transport.tls import generate_plugin_certificate
 
 # What a host puts in a plugin's environment: go-plugin's magic cookie and the protocol versions.
 HOST_ENV = {

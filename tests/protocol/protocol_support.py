@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from vaultplugin.tls import generate_plugin_certificate
+from vaultplugin.transport.tls import generate_plugin_certificate
 
 MAGIC_COOKIE_KEY = "VAULT_BACKEND_PLUGIN"
 MAGIC_COOKIE_VALUE = "6669da05-b1c8-4f49-97d9-c8e5bed98e20"

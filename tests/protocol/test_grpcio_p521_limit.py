@@ -21,7 +21,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from vaultplugin.tls import PluginCertificate, generate_plugin_certificate
+from vaultplugin.transport.tls import PluginCertificate, generate_plugin_certificate
 
 HANDSHAKE_TIMEOUT = 5.0
 EXPIRED = (

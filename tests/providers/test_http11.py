@@ -30,7 +30,7 @@ from llmsecrets.providers.http import ProviderHTTP
 from llmsecrets.providers.http11 import Http11Pool
 from llmsecrets.providers.openrouter import OpenRouterClient
 from llmsecrets.providers.transport import GuardedTransport, runs_here
-from vaultplugin.hub import Hub
+from vaultplugin.transport.hub import Hub
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -42,7 +42,7 @@ from llmsecrets.providers.body import MAX_BODY_BYTES
 from llmsecrets.providers.budget import Abort, CallBudget
 from llmsecrets.providers.http import ProviderHTTP
 from llmsecrets.providers.transport import environment_proxy
-from vaultplugin.cancellation import Cancellation
+from vaultplugin.transport.cancellation import Cancellation
 
 from .slow_support import FullBacklog, RecordingProxy, SilentServer, timed
 

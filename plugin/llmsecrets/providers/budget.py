@@ -26,7 +26,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Protocol
 
-from vaultplugin import hub
+from vaultplugin.framework import runtime
 
 # The watchdog aborts a budget this long after its deadline (cut timeouts normally end the call first).
 WATCHDOG_GRACE = 0.2
@@ -38,7 +38,7 @@ class Abort(Enum):
 
 
 class CancelSignal(Protocol):
-    """The caller's cancellation (vaultplugin.cancellation.Cancellation satisfies it)."""
+    """The caller's cancellation (vaultplugin.framework.runtime.Cancellation satisfies it)."""
 
     @property
     def cancelled(self) -> bool: ...
@@ -134,7 +134,7 @@ class CallBudget:
             if self._wake is None:
                 self._wake = threading.Event()
             wake = self._wake
-        hub.run_blocking(lambda: wake.wait(seconds))
+        runtime.run_blocking(lambda: wake.wait(seconds))
 
     # --- context
 

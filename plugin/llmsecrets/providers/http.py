@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from vaultplugin.hub import run_blocking
+from vaultplugin.framework.runtime import run_blocking
 
 from .base import SecretStr
 from .body import ERROR_BODY_BYTES, MAX_BODY_BYTES, BadEncoding, BodyTooLarge, describe_size, read_body

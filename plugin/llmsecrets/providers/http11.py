@@ -10,11 +10,11 @@ plugin under load: ~0.8 ms a call of ~2 ms a creds read). This does only what th
 - every connect, TLS handshake, read and write has its timeout cut to the time the current call has
   left, and the socket in use is registered with the call, so aborting the call (its deadline watchdog,
   Vault's cancellation) ends a blocked read at once. Outside a call the request's own timeouts apply;
-- sockets are non-blocking, and every wait for one goes through `vaultplugin.hub`'s waits: a call on the
-  plugin's hub is suspended there and the hub serves other calls meanwhile (so a creds read or a revoke
-  never leaves the hub thread: each thread hand-off costs more than the call's Python work); on any other
-  thread it is a poll(). The DNS lookup of a new connection, which nothing else bounds, runs on a thread
-  (`hub.run_blocking`) and is waited for no longer than the call's connect timeout;
+- sockets are non-blocking, and every wait for one goes through the waits of `vaultplugin.framework.runtime`:
+  a call on the plugin's hub is suspended there and the hub serves other calls meanwhile (so a creds read or a
+  revoke never leaves the hub thread: each thread hand-off costs more than the call's Python work); on any
+  other thread it is a poll(). The DNS lookup of a new connection, which nothing else bounds, runs on a thread
+  (`runtime.run_blocking`) and is waited for no longer than the call's connect timeout;
 - a connection goes back to its pool only after its answer was read to the end; an idle one is dropped
   after `keepalive_expiry`, or when the server has closed it (checked before reuse);
 - failures are httpx's exception types, so the caller maps them as it would httpx's own: ConnectError /
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from vaultplugin import hub
+from vaultplugin.framework import runtime
 
 from . import budget
 
@@ -77,9 +77,9 @@ def _retrying(op: Callable[[], Any], sock: socket.socket, deadline: float) -> An
         try:
             return op()
         except (BlockingIOError, ssl.SSLWantReadError):
-            ready = hub.wait_readable(sock, deadline)
+            ready = runtime.wait_readable(sock, deadline)
         except ssl.SSLWantWriteError:
-            ready = hub.wait_writable(sock, deadline)
+            ready = runtime.wait_writable(sock, deadline)
         if not ready:
             raise TimeoutError
 
@@ -415,7 +415,7 @@ class Http11Pool:
                 _attach(sock)
                 code = sock.connect_ex(sockaddr)
                 if code in (errno.EINPROGRESS, errno.EAGAIN):
-                    if not hub.wait_writable(sock, deadline):
+                    if not runtime.wait_writable(sock, deadline):
                         raise late
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code:
@@ -465,7 +465,7 @@ def _resolve(host: str, port: int, deadline: float) -> list[Any]:
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return hub.run_blocking(
+        return runtime.run_blocking(
             lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP), deadline
         )
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpcore
 import httpx
-from vaultplugin import hub
+from vaultplugin.framework import runtime
 
 from . import budget
 from .bulkhead import Bulkhead
@@ -177,8 +177,8 @@ def runs_here(transport: httpx.BaseTransport, bulkhead: Bulkhead | None) -> bool
     a transport whose every wait is the hub's (`cooperative`: `Http11Pool`; a proxy's httpcore pool or a
     test's transport blocks), and only while the connection's bulkhead has room to spare: a call that had to
     wait there for a slot would hold the hub, and with it the calls that would free the slot. Otherwise the
-    caller runs the call through `hub.run_blocking`, on a pool thread."""
-    if hub.current_hub() is None:
+    caller runs the call through `runtime.run_blocking`, on a pool thread."""
+    if not runtime.on_hub():
         return True
     if not getattr(transport, "cooperative", False):
         return False
@@ -275,7 +275,7 @@ class GuardedTransport(httpx.BaseTransport):
 
     @property
     def cooperative(self) -> bool:
-        """Every wait goes through `vaultplugin.hub` (see `runs_here`): straight to the provider only."""
+        """Every wait goes through the framework's runtime (see `runs_here`): direct to the provider only."""
         return self._direct is not None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

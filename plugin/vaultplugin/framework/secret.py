@@ -35,7 +35,7 @@ class SecretType:
     default_ttl: float = 0.0  # 0 = the mount's default
     max_ttl: float = 0.0  # 0 = the mount's max
     # As `OperationSpec.cooperative`: renew and revoke block on nothing but calls to Vault (anything else goes
-    # through `vaultplugin.hub.run_blocking`), so they run on the plugin's hub. Vault revokes leases one at a
+    # through `runtime.run_blocking`), so they run on the plugin's hub. Vault revokes leases one at a
     # time in a sync revoke-prefix: each thread hand-off a storage call saves is latency saved per lease.
     cooperative: bool = False
 

@@ -22,7 +22,7 @@ from vaultplugin.framework.json_input import MAX_JSON_DEPTH, JsonInputError, che
 from vaultplugin.framework.path import Path, generic_name_regex
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.server import PluginServer
-from vaultplugin.tls import client_context, generate_plugin_certificate
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate
 from vaultplugin.wire import request_from_pb
 
 NESTED_980 = "[" * 980 + "]" * 980  # what Python's recursive JSON decoder fails on (issue 8)

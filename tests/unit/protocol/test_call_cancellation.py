@@ -1,6 +1,6 @@
 """The host cancelling a call (HTTP/2 RST_STREAM, as grpc-go sends when Vault's request context ends): the
-running handler sees `vaultplugin.cancellation.current()` cancelled at once, and a call still waiting for a
-thread never runs."""
+running handler sees `vaultplugin.transport.cancellation.current()` cancelled at once, and a call still
+waiting for a thread never runs."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from vaultplugin import cancellation, http2
-from vaultplugin.grpc_framing import frame
-from vaultplugin.grpc_server import GrpcServer, Kind, Method
 from vaultplugin.proto import backend_pb2 as pb
-from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
+from vaultplugin.transport import cancellation, http2
+from vaultplugin.transport.grpc_framing import frame
+from vaultplugin.transport.grpc_server import GrpcServer, Kind, Method
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate, server_context
 
 CANCEL = 8  # the HTTP/2 error code grpc-go resets a cancelled call's stream with
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vaultplugin import after_reply
-from vaultplugin.grpc_client import UnaryClient
-from vaultplugin.grpc_server import CallPool, GrpcServer, Kind, Method
-from vaultplugin.hub import Hub, run_blocking
 from vaultplugin.proto import backend_pb2 as pb
-from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
+from vaultplugin.transport import after_reply
+from vaultplugin.transport.grpc_client import UnaryClient
+from vaultplugin.transport.grpc_server import CallPool, GrpcServer, Kind, Method
+from vaultplugin.transport.hub import Hub, run_blocking
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate, server_context
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vaultplugin import http2
-from vaultplugin.grpc_client import RpcError, UnaryClient
-from vaultplugin.grpc_framing import Status, frame
-from vaultplugin.grpc_server import CallError, GrpcServer, Kind, Method
 from vaultplugin.proto import backend_pb2 as pb
-from vaultplugin.tls import client_context, generate_plugin_certificate, server_context
+from vaultplugin.transport import http2
+from vaultplugin.transport.grpc_client import RpcError, UnaryClient
+from vaultplugin.transport.grpc_framing import Status, frame
+from vaultplugin.transport.grpc_server import CallError, GrpcServer, Kind, Method
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate, server_context
 
 
 def _echo(args: pb.StorageGetArgs) -> pb.StorageGetReply:

@@ -6,7 +6,7 @@ import random
 
 import hpack
 import pytest
-from vaultplugin.header_decoder import HeaderDecoder, HeaderDecodingError
+from vaultplugin.transport.header_decoder import HeaderDecoder, HeaderDecodingError
 
 NAMES = [
     b":method",

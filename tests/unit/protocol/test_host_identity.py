@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 from vaultplugin.framework import Alias, Entity, Group, VaultError
-from vaultplugin.grpc_client import RpcError
 from vaultplugin.host_services import GrpcSystemView
 from vaultplugin.proto import backend_pb2 as pb
+from vaultplugin.transport.grpc_client import RpcError
 
 
 class ScriptedHost:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from vaultplugin.hub import Hub, current_hub, run_blocking, wait_readable, wait_writable
+from vaultplugin.transport.hub import Hub, current_hub, run_blocking, wait_readable, wait_writable
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_a_failing_call_is_logged_and_the_hub_goes_on(hub: Hub, caplog: pytest.L
         raise RuntimeError("boom")
 
     later = threading.Event()
-    with caplog.at_level(logging.ERROR, logger="vaultplugin.hub"):
+    with caplog.at_level(logging.ERROR, logger="vaultplugin.transport.hub"):
         on_hub(hub, boom)
         on_hub(hub, later.set)
         wait_for(later)
@@ -164,9 +164,9 @@ def test_a_call_that_blocks_the_hub_is_reported(
     hub: Hub, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A handler marked cooperative that blocks on something else stalls every request: the log says so."""
-    monkeypatch.setattr("vaultplugin.hub.SLOW_SEGMENT", 0.05)
+    monkeypatch.setattr("vaultplugin.transport.hub.SLOW_SEGMENT", 0.05)
     done = threading.Event()
-    with caplog.at_level(logging.WARNING, logger="vaultplugin.hub"):
+    with caplog.at_level(logging.WARNING, logger="vaultplugin.transport.hub"):
         on_hub(hub, lambda: (time.sleep(0.1), done.set()))
         wait_for(done)
         quick = threading.Event()

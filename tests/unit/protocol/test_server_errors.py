@@ -12,7 +12,7 @@ from vaultplugin.framework.logical import Request, Response, SpecialPaths, Stora
 from vaultplugin.framework.storage import InMemoryStorage
 from vaultplugin.proto import backend_pb2 as pb
 from vaultplugin.server import PluginServer
-from vaultplugin.tls import client_context, generate_plugin_certificate
+from vaultplugin.transport.tls import client_context, generate_plugin_certificate
 
 
 class Raising:

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from vaultplugin import http2
-from vaultplugin.grpc_framing import MessageReader, Status, frame
-from vaultplugin.hub import wait_readable
-from vaultplugin.tls import MemoryTls
+from vaultplugin.transport import http2
+from vaultplugin.transport.grpc_framing import MessageReader, Status, frame
+from vaultplugin.transport.hub import wait_readable
+from vaultplugin.transport.tls import MemoryTls
 
 _RECV = 256 * 1024
 _MAX_IDLE_CONNECTIONS = 16

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from vaultplugin.header_decoder import HeaderDecoder, HeaderDecodingError
+from vaultplugin.transport.header_decoder import HeaderDecoder, HeaderDecodingError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

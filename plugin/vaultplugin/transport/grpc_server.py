@@ -25,11 +25,11 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
-from vaultplugin import after_reply, http2
-from vaultplugin.cancellation import Cancellation, running
-from vaultplugin.grpc_framing import MessageReader, Status, frame
-from vaultplugin.hub import Hub
-from vaultplugin.tls import MemoryTls
+from vaultplugin.transport import after_reply, http2
+from vaultplugin.transport.cancellation import Cancellation, running
+from vaultplugin.transport.grpc_framing import MessageReader, Status, frame
+from vaultplugin.transport.hub import Hub
+from vaultplugin.transport.tls import MemoryTls
 
 log = logging.getLogger(__name__)
 
