@@ -40,6 +40,7 @@ from vaultplugin.framework.logical import (
     Storage,
     StorageError,
     SystemView,
+    raw_response,
 )
 from vaultplugin.framework.openapi import document_paths, expand_pattern
 from vaultplugin.framework.path import (
@@ -119,6 +120,7 @@ __all__ = [
     "path_help",
     "put_json",
     "put_wal",
+    "raw_response",
     "root_help",
     "to_wire",
 ]

@@ -6,6 +6,7 @@ JSON-like data is `dict[str, Any]`.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +164,33 @@ class Response:
     secret: Secret | None = None
     warnings: list[str] = field(default_factory=list)
     headers: dict[str, list[str]] = field(default_factory=dict)
+
+
+# Response data keys that make the host answer with a body of the backend's own instead of its JSON envelope
+# (the Go SDK's `logical.HTTPStatusCode` & co.; the host checks for the status code key).
+HTTP_STATUS_CODE = "http_status_code"
+HTTP_CONTENT_TYPE = "http_content_type"
+HTTP_RAW_BODY = "http_raw_body"
+HTTP_CACHE_CONTROL = "http_raw_cache_control"
+
+
+def raw_response(
+    body: bytes, *, content_type: str, status: int = 200, cache_control: str | None = None
+) -> Response:
+    """A response the host sends as it is: `status`, `Content-Type: content_type` and `body` (e.g. a
+    Prometheus scrape). It carries no secret, and the host drops its warnings.
+
+    The body travels base64-encoded, as a Go plugin's `[]byte` would: the host decodes a string body as
+    base64 when it can and takes it verbatim otherwise, so plain text that happens to be valid base64 would
+    be mangled."""
+    data: dict[str, Any] = {
+        HTTP_STATUS_CODE: status,
+        HTTP_CONTENT_TYPE: content_type,
+        HTTP_RAW_BODY: base64.b64encode(body).decode("ascii"),
+    }
+    if cache_control is not None:
+        data[HTTP_CACHE_CONTROL] = cache_control
+    return Response(data=data)
 
 
 @dataclass(frozen=True)
