@@ -17,6 +17,9 @@ Control endpoints, served at the root of every emulator (no auth, loopback only)
   over a real server).
 * ``POST /_emulator/seed``: ``{"name", "created_at"?, "expires_at"?}`` plants an orphan key; answers its
   key id (never the secret).
+* ``POST /_emulator/usage``: ``{"cost_per_request"?: USD >= 0, "delay"?: seconds >= 0}``: what each successful
+  inference call charges to the key it used, and how long a charge takes to show in the provider's usage
+  answers (the emulator's accounting, ``spent`` in the state, is immediate).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any, ClassVar, Literal, cast, get_args
 import httpx
 
 __all__ = [
+    "Charge",
     "Emulator",
     "EmulatorServer",
     "Fault",
@@ -309,6 +313,20 @@ class FaultSet:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """One inference call's cost, charged to a key at ``at`` (emulator clock). ``usage_id`` is the id the
+    provider's usage reports group by (OpenAI: the API key id, which a service account's key does not share
+    with its account); ``project_id`` where the provider has projects."""
+
+    at: float
+    key_id: str
+    usage_id: str
+    usd: float
+    model: str = ""
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
 class WireEvent:
     """How one wire fault ended at the socket server: ``client_closed`` is True when the client closed the
     connection before the emulator finished (it gave up), and ``ended - started`` how long that took."""
@@ -531,6 +549,9 @@ class Emulator:
     # Largest page the provider serves; set_page_size() may lower it for tests.
     MAX_PAGE_SIZE: ClassVar[int] = 100
 
+    # Seconds before a charge shows in the provider's usage answers (OpenAI's usage API reports late).
+    DEFAULT_USAGE_DELAY: ClassVar[float] = 0.0
+
     def __init__(self, admin_key: str | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.admin_key = admin_key if admin_key is not None else self.DEFAULT_ADMIN_KEY
         if not self.admin_key:
@@ -548,6 +569,8 @@ class Emulator:
         self.page_size_cap: int | None = None
         # Cost charged to a key per successful chat completion (USD), for spend/limit checks.
         self.cost_per_request = 0.001
+        self.usage_delay = self.DEFAULT_USAGE_DELAY
+        self._charges: list[Charge] = []
         self.wire_log: list[WireEvent] = []  # appended by the socket server's threads
         self._routes: list[Route] = self._build_routes()
 
@@ -610,7 +633,29 @@ class Emulator:
     def add_usage(self, key_id: str, usd: float) -> None:
         """Charge spend to a key (for limit / budget tests)."""
         with self._lock:
-            self._records[key_id].usage += usd
+            self._charge(self._records[key_id], usd=usd)
+
+    def spent(self, key_id: str) -> float:
+        """Everything charged to a key so far, deleted keys included (the emulator's own accounting, with no
+        reporting delay); 0.0 for a key never charged."""
+        with self._lock:
+            return sum(c.usd for c in self._charges if c.key_id == key_id)
+
+    def charges(self) -> list[Charge]:
+        with self._lock:
+            return list(self._charges)
+
+    def set_usage(self, *, cost_per_request: float | None = None, delay: float | None = None) -> None:
+        for name, value in (("cost_per_request", cost_per_request), ("delay", delay)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ValueError(f"{name} must be a number >= 0")
+        with self._lock:
+            if cost_per_request is not None:
+                self.cost_per_request = float(cost_per_request)
+            if delay is not None:
+                self.usage_delay = float(delay)
 
     def seed_key(
         self,
@@ -640,6 +685,7 @@ class Emulator:
             self.page_size_cap = None
             self._clock_offset = 0.0
             self.faults.clear()
+            self._charges.clear()
             self._reset_provider()
 
     def state(self) -> JSONDict:
@@ -654,6 +700,9 @@ class Emulator:
                 "page_size": self.page_size_cap,
                 "clock_offset": self._clock_offset,
                 "now": self.now(),
+                "cost_per_request": self.cost_per_request,
+                "usage_delay": self.usage_delay,
+                "spent": self._spent_by_key(),
                 **self._provider_state(),
             }
 
@@ -753,6 +802,28 @@ class Emulator:
         self._deleted_ids.append(rec.key_id)
         self.delete_count += 1
 
+    def _charge(
+        self, rec: KeyRecord, *, usd: float | None = None, usage_id: str | None = None, model: str = ""
+    ) -> None:
+        """Charge one inference call (or ``usd``) to ``rec``: its live total (limits, budgets) and the ledger
+        the usage answers are made from."""
+        cost = self.cost_per_request if usd is None else usd
+        rec.usage += cost
+        self._charges.append(
+            Charge(self.now(), rec.key_id, usage_id or rec.key_id, cost, model, rec.project_id)
+        )
+
+    def _reported_usage(self, rec: KeyRecord) -> float:
+        """What the provider's usage answers show for ``rec``: charges older than the reporting delay."""
+        visible_until = self.now() - self.usage_delay
+        return sum(c.usd for c in self._charges if c.key_id == rec.key_id and c.at <= visible_until)
+
+    def _spent_by_key(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self._charges:
+            out[c.key_id] = out.get(c.key_id, 0.0) + c.usd
+        return out
+
     def _records_in_order(self) -> list[KeyRecord]:
         return list(self._records.values())
 
@@ -779,6 +850,11 @@ class Emulator:
             if name == "clock" and method == "POST":
                 self.advance_clock(float(body.get("advance", 0)))
                 return json_response(200, {"now": self.now(), "clock_offset": self._clock_offset})
+            if name == "usage" and method == "POST":
+                self.set_usage(cost_per_request=body.get("cost_per_request"), delay=body.get("delay"))
+                return json_response(
+                    200, {"cost_per_request": self.cost_per_request, "delay": self.usage_delay}
+                )
             if name == "seed" and method == "POST":
                 key = self.seed_key(
                     str(body.get("name", "orphan")),

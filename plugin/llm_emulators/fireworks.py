@@ -236,7 +236,7 @@ class FireworksEmulator(GatewayEmulator):
         model = body.get("model")
         if not isinstance(model, str) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return _inference_error(400, "model and messages are required")
-        rec.usage += self.cost_per_request
+        self._charge(rec, model=model)
         return json_response(
             200,
             {

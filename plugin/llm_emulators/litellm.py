@@ -123,7 +123,7 @@ class LiteLLMEmulator(Emulator):
         return {
             "key_name": rec.extra["key_name"],
             "key_alias": rec.name or None,
-            "spend": rec.usage,
+            "spend": self._reported_usage(rec),
             "expires": None if rec.expires_at is None else iso_offset(rec.expires_at),
             "models": list(rec.models),
             "aliases": {},
@@ -455,7 +455,7 @@ class LiteLLMEmulator(Emulator):
                 "key_model_access_denied",
                 "model",
             )
-        rec.usage += self.cost_per_request
+        self._charge(rec, model=model)
         return json_response(
             200,
             {

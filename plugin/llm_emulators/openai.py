@@ -24,6 +24,12 @@ Wire contract (base ``/v1``, ``Authorization: Bearer <admin key>``):
 * ``GET /organization/projects/{project_id}`` -> project (``status`` active|archived); ``GET
   /organization/projects?limit=&after=&include_archived=`` lists projects.
 * ``POST /chat/completions`` with an issued key -> minimal chat completion; dead keys -> 401 invalid_api_key.
+  Each call charges ``cost_per_request`` to the key (see ``core``).
+* ``GET /organization/usage/completions`` and ``GET /organization/costs`` ``?start_time=&end_time=
+  &bucket_width=&limit=&page=&group_by[]=&api_key_ids[]=&project_ids[]=`` -> ``{"object": "page",
+  "data": [buckets], "has_more", "next_page"}``; costs take ``bucket_width=1d`` only, ``limit`` 1..180
+  (default 7) and group by ``project_id``, ``line_item``, ``api_key_id``. Charges show only ``usage_delay``
+  seconds after the call (default 600: OpenAI reports usage late).
 
 Errors: ``{"error": {"message", "type", "param", "code"}}``. 429 carries ``Retry-After`` in whole seconds.
 
@@ -89,6 +95,8 @@ class OpenAIEmulator(Emulator):
     path_prefix: ClassVar[str] = "/v1"
     DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-admin-emulator:default-test-key"
     DEFAULT_LIST_LIMIT: ClassVar[int] = 20
+    # OpenAI's usage and costs answers lag behind the calls they count.
+    DEFAULT_USAGE_DELAY: ClassVar[float] = 600.0
 
     def __init__(
         self,
@@ -306,6 +314,8 @@ class OpenAIEmulator(Emulator):
             route("DELETE", rf"{keys}/(?P<key_id>{_ID})", "delete", self._delete_key),
             route("GET", r"/v1/organization/projects", "list", self._list_projects),
             route("GET", rf"/v1/organization/projects/(?P<project_id>{_ID})", "get", self._get_project),
+            route("GET", r"/v1/organization/usage/completions", "get", self._usage_completions),
+            route("GET", r"/v1/organization/costs", "get", self._costs),
             route("POST", r"/v1/chat/completions", "inference", self._chat, kind="inference"),
         ]
 
@@ -682,6 +692,151 @@ class OpenAIEmulator(Emulator):
             {"object": "organization.project.service_account.deleted", "id": found.key_id, "deleted": True},
         )
 
+    # ---- usage and costs (what the organization spent, in time buckets)
+
+    def _usage_completions(self, req: Request) -> httpx.Response:
+        return self._usage_page(req, costs=False)
+
+    def _costs(self, req: Request) -> httpx.Response:
+        return self._usage_page(req, costs=True)
+
+    def _usage_page(self, req: Request, *, costs: bool) -> httpx.Response:
+        """``GET /organization/usage/completions`` and ``GET /organization/costs``: time buckets from
+        ``start_time`` (required) to ``end_time`` (default now), ``limit`` buckets a page, ``page`` the cursor
+        from ``next_page``. A charge shows only once ``usage_delay`` has passed since the call."""
+        q = req.query
+        bucket = q.get("bucket_width", "1d")
+        widths = {"1d": 86400} if costs else {"1m": 60, "1h": 3600, "1d": 86400}
+        if bucket not in widths:
+            allowed = "'1d'" if costs else "'1m', '1h' and '1d'"
+            return _error(
+                400,
+                f"Invalid value: '{bucket}'. Supported values are: {allowed}.",
+                param="bucket_width",
+                code="invalid_value",
+            )
+        width = widths[bucket]
+        ints: dict[str, int | None] = {}
+        for name in ("start_time", "end_time", "limit"):
+            raw = q.get(name)
+            if raw is None:
+                ints[name] = None
+                continue
+            try:
+                ints[name] = int(raw)
+            except ValueError:
+                return _error(
+                    400,
+                    f"Invalid type for '{name}': expected an integer, but got a string instead.",
+                    param=name,
+                    code="invalid_type",
+                )
+        start = ints["start_time"]
+        if start is None:
+            return _error(
+                400,
+                "Missing required parameter: 'start_time'.",
+                param="start_time",
+                code="missing_required_parameter",
+            )
+        # By default up to now, this second included.
+        end = ints["end_time"] if ints["end_time"] is not None else int(self.now()) + 1
+        max_limit, default_limit = (
+            (180, 7) if costs else {60: (1440, 60), 3600: (168, 24), 86400: (31, 7)}[width]
+        )
+        limit = ints["limit"] if ints["limit"] is not None else default_limit
+        if not 1 <= limit <= max_limit:
+            return _error(
+                400,
+                f"Invalid 'limit': expected a value between 1 and {max_limit}, but got {limit} instead.",
+                param="limit",
+                code="invalid_value",
+            )
+        groupable = (
+            ("project_id", "line_item", "api_key_id") if costs else ("project_id", "api_key_id", "model")
+        )
+        group_by = _query_list(q, "group_by")
+        for g in group_by:
+            if g not in groupable:
+                return _error(
+                    400,
+                    f"Invalid value: '{g}'. Supported values are: {', '.join(repr(x) for x in groupable)}.",
+                    param="group_by",
+                    code="invalid_value",
+                )
+        key_ids = set(_query_list(q, "api_key_ids"))
+        project_ids = set(_query_list(q, "project_ids"))
+        first = 0
+        if (page := q.get("page")) is not None:
+            if not page.startswith("page_") or not page[5:].isdigit():
+                return _error(
+                    400, f"Invalid 'page': '{page}' is not a cursor this endpoint returned.", param="page"
+                )
+            first = int(page[5:])
+        visible_until = self.now() - self.usage_delay
+        charges = [
+            c
+            for c in self._charges
+            if c.at <= visible_until
+            and start <= c.at < end
+            and (not key_ids or c.usage_id in key_ids)
+            and (not project_ids or c.project_id in project_ids)
+        ]
+        starts = list(range(start, end, width))
+        data = []
+        for b in starts[first : first + limit]:
+            groups: dict[tuple[Any, ...], list[Any]] = {}
+            for c in charges:
+                if b <= c.at < b + width:
+                    fields = {
+                        "project_id": c.project_id,
+                        "api_key_id": c.usage_id,
+                        "model": c.model,
+                        "line_item": c.model,
+                    }
+                    groups.setdefault(tuple(fields[g] for g in group_by), []).append(c)
+            results = [
+                self._usage_result(dict(zip(group_by, k, strict=True)), cs, costs=costs)
+                for k, cs in groups.items()
+            ]
+            data.append({"object": "bucket", "start_time": b, "end_time": b + width, "results": results})
+        more = first + limit < len(starts)
+        return json_response(
+            200,
+            {
+                "object": "page",
+                "data": data,
+                "has_more": more,
+                "next_page": f"page_{first + limit}" if more else None,
+            },
+        )
+
+    @staticmethod
+    def _usage_result(grouped: JSONDict, charges: list[Any], *, costs: bool) -> JSONDict:
+        if costs:
+            return {
+                "object": "organization.costs.result",
+                "amount": {"value": sum(c.usd for c in charges), "currency": "usd"},
+                "line_item": grouped.get("line_item"),
+                "project_id": grouped.get("project_id"),
+                "api_key_id": grouped.get("api_key_id"),
+            }
+        return {
+            "object": "organization.usage.completions.result",
+            "input_tokens": 8 * len(charges),
+            "output_tokens": 5 * len(charges),
+            "input_cached_tokens": 0,
+            "input_audio_tokens": 0,
+            "output_audio_tokens": 0,
+            "num_model_requests": len(charges),
+            "project_id": grouped.get("project_id"),
+            "user_id": None,
+            "api_key_id": grouped.get("api_key_id"),
+            "model": grouped.get("model"),
+            "batch": None,
+            "service_tier": None,
+        }
+
     # ---- inference
 
     def _chat(self, req: Request) -> httpx.Response:
@@ -714,7 +869,8 @@ class OpenAIEmulator(Emulator):
                 param="messages",
                 code="empty_array",
             )
-        rec.usage += self.cost_per_request
+        usage_id = rec.key_id if rec.extra.get("kind") == _KEY else rec.extra.get("api_key_id")
+        self._charge(rec, usage_id=usage_id, model=model)
         return json_response(200, _completion(model, self.now()))
 
     # ---- errors
@@ -764,6 +920,11 @@ class OpenAIEmulator(Emulator):
 
     def _not_found(self, method: str, path: str, *, method_mismatch: bool) -> httpx.Response:
         return _error(404, f"Invalid URL ({method} {path})")
+
+
+def _query_list(q: httpx.QueryParams, name: str) -> list[str]:
+    """An array query parameter: OpenAI's SDKs send ``name[]=a&name[]=b``; plain repeats are read too."""
+    return [*q.get_list(name + "[]"), *q.get_list(name)]
 
 
 def _json_type(value: Any) -> str:

@@ -68,20 +68,27 @@ class OpenRouterEmulator(Emulator):
             extra={"label": f"sk-or-v1-{body[:3]}...{body[-4:]}", "limit_reset": None, "byok": False},
         )
 
+    def _usage_since(self, rec: KeyRecord, start: datetime) -> float:
+        since, until = start.timestamp(), self.now() - self.usage_delay
+        return sum(c.usd for c in self._charges if c.key_id == rec.key_id and since <= c.at <= until)
+
     def _data(self, rec: KeyRecord) -> JSONDict:
+        usage = self._reported_usage(rec)
+        day = datetime.fromtimestamp(self.now(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return {
             "hash": rec.key_id,
             "name": rec.name,
             "label": rec.extra["label"],
             "disabled": rec.disabled,
             "limit": rec.limit,
-            "limit_remaining": None if rec.limit is None else max(0.0, rec.limit - rec.usage),
+            "limit_remaining": None if rec.limit is None else max(0.0, rec.limit - usage),
             "limit_reset": rec.extra["limit_reset"],
             "include_byok_in_limit": rec.extra["byok"],
-            "usage": rec.usage,
-            "usage_daily": rec.usage,
-            "usage_weekly": rec.usage,
-            "usage_monthly": rec.usage,
+            "usage": usage,
+            # The current UTC day, week (from Monday) and month, as OpenRouter documents them.
+            "usage_daily": self._usage_since(rec, day),
+            "usage_weekly": self._usage_since(rec, day - timedelta(days=day.weekday())),
+            "usage_monthly": self._usage_since(rec, day.replace(day=1)),
             "byok_usage": 0,
             "created_at": iso_z(rec.created_at),
             "updated_at": None if rec.updated_at is None else iso_z(rec.updated_at),
@@ -223,7 +230,7 @@ class OpenRouterEmulator(Emulator):
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return _error(400, 'Input required: specify "prompt" or "messages"')
         model = body.get("model") if isinstance(body.get("model"), str) else "openrouter/auto"
-        rec.usage += self.cost_per_request
+        self._charge(rec, model=str(model))
         return json_response(
             200,
             {

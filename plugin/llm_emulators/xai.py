@@ -226,7 +226,7 @@ class XAIEmulator(GatewayEmulator):
             return _inference_error(403, "The API key does not have permission to use the chat endpoint.")
         if not acls & {"api-key:model:*", f"api-key:model:{model}"}:
             return _inference_error(403, f"The API key does not have permission to use the model {model}.")
-        rec.usage += self.cost_per_request
+        self._charge(rec, model=model)
         return json_response(
             200,
             {
