@@ -10,7 +10,7 @@ Secrets cross this boundary in `SecretStr`, whose `str()` and `repr()` are redac
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -185,4 +185,32 @@ class ProviderClient(Protocol):
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
+        ...
+
+
+# How a provider reports what a key spent (see `SpendReporting.spend_kind`).
+SPEND_NONE = ""
+SPEND_LIVE = "live"  # on the key itself, while it exists: read it before the delete
+SPEND_LATE = "late"  # through a usage API, late, for deleted keys too: collect it after the delete
+
+
+@runtime_checkable
+class SpendReporting(Protocol):
+    """A provider client that can say what one of its keys spent, in USD (OpenRouter key `usage`, LiteLLM
+    key `spend`, OpenAI's costs API by API key id)."""
+
+    def spend_kind(self, scope: str) -> str:
+        """SPEND_LIVE, SPEND_LATE or SPEND_NONE for a key of this `scope` (OpenAI reports per API key: a key
+        per lease yes, a service account per lease no)."""
+        ...
+
+    def key_spend(self, key_id: str, *, scope: str, deadline: float) -> float:
+        """SPEND_LIVE: what the key has spent so far (`ProviderNotFound` once it is deleted)."""
+        ...
+
+    def keys_spend(
+        self, key_ids: Sequence[str], *, scope: str, since: datetime, deadline: float
+    ) -> dict[str, float]:
+        """SPEND_LATE: what each key spent since `since`, as far as the provider has reported it yet (a key
+        with nothing reported: 0.0). One call (and its pages) for all of `key_ids`."""
         ...

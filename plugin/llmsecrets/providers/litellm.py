@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
+from .base import SPEND_LIVE, Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound
 from .http import CallGuards, ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
 from .retry import RetryPolicy
+from .usage import usd_of
 
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
@@ -210,3 +212,24 @@ class LiteLLMClient:
             created_at=parse_time(info_obj.get("created_at")),
             scope="",
         )
+
+    # ---- spend (base.SpendReporting)
+
+    def spend_kind(self, scope: str) -> str:
+        return SPEND_LIVE
+
+    def key_spend(self, key_id: str, *, scope: str = "", deadline: float) -> float:
+        """`GET /key/info?key=<token_id>` -> `info.spend` (USD); 404 once deleted."""
+        op = "read key spend"
+        body = as_object(
+            self._http.call("GET", "/key/info", op=op, params={"key": key_id}, deadline=deadline),
+            self.name,
+            op,
+        )
+        info = as_object(body.get("info"), self.name, op)
+        return usd_of(info.get("spend"), self.name, op)
+
+    def keys_spend(
+        self, key_ids: Sequence[str], *, scope: str, since: datetime, deadline: float
+    ) -> dict[str, float]:
+        raise NotImplementedError("litellm: spend is read from the key itself (key_spend)")

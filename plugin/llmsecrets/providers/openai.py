@@ -41,13 +41,14 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
-from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
+from .base import SPEND_LATE, SPEND_NONE, Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import (
     CreateOutcomeUnknown,
     ProviderBadResponse,
@@ -57,11 +58,15 @@ from .errors import (
 )
 from .http import CallGuards, ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
 from .retry import RetryPolicy
+from .usage import usd_of
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PAGE_LIMIT = 100
 # Guard against a server that keeps answering has_more=true with the same cursor.
 MAX_PAGES = 10_000
+# The costs API: buckets (days) a page, at most 180; pages walked at most.
+COSTS_PAGE_BUCKETS = 180
+MAX_COSTS_PAGES = 100
 
 SERVICE_ACCOUNT_PER_LEASE = "service_account_per_lease"
 KEY_PER_LEASE = "key_per_lease"
@@ -494,3 +499,56 @@ class OpenAIClient:
 
     def extend_key(self, key_id: str, *, scope: str, expires_at: datetime, deadline: float) -> None:
         raise NotImplementedError("openai: keys cannot be extended")
+
+    # ---- spend (base.SpendReporting)
+
+    def spend_kind(self, scope: str) -> str:
+        # The costs API groups by API key id: a key per lease has it as its key_id; a service account per
+        # lease does not (the engine keeps the account's id, and the account's key goes with it).
+        return SPEND_LATE if _split_scope(scope)[1] else SPEND_NONE
+
+    def key_spend(self, key_id: str, *, scope: str, deadline: float) -> float:
+        raise NotImplementedError("openai: spend arrives late, through the costs API (keys_spend)")
+
+    def keys_spend(
+        self, key_ids: Sequence[str], *, scope: str, since: datetime, deadline: float
+    ) -> dict[str, float]:
+        """`GET /organization/costs?start_time=<day of since>&bucket_width=1d&group_by[]=api_key_id
+        &api_key_ids[]=…&limit=180` (pages by `next_page`): USD per key; OpenAI reports costs late, so a
+        key without a result yet counts 0.0."""
+        op = "read costs"
+        wanted = list(dict.fromkeys(key_ids))
+        spent = dict.fromkeys(wanted, 0.0)
+        if not wanted:
+            return spent
+        start = int(since.timestamp()) // 86400 * 86400
+        query: list[tuple[str, str | int]] = [
+            ("start_time", start),
+            ("bucket_width", "1d"),
+            ("limit", COSTS_PAGE_BUCKETS),
+            ("group_by[]", "api_key_id"),
+            *(("api_key_ids[]", key_id) for key_id in wanted),
+        ]
+        page: str | None = None
+        for _ in range(MAX_COSTS_PAGES):
+            path = "/organization/costs?" + urlencode(query + ([("page", page)] if page else []))
+            body = as_object(self._http.call("GET", path, op=op, deadline=deadline), self.name, op)
+            for bucket in as_list(body.get("data"), self.name, op, "data"):
+                results = as_object(bucket, self.name, op).get("results")
+                for item in as_list(results, self.name, op, "results"):
+                    result = as_object(item, self.name, op)
+                    key_id = opt_str(result, "api_key_id")
+                    if key_id not in spent:
+                        continue
+                    amount = as_object(result.get("amount"), self.name, op)
+                    currency = amount.get("currency")
+                    if not isinstance(currency, str) or currency.lower() != "usd":
+                        raise ProviderBadResponse(self.name, f"{self.name}: {op}: a cost not in USD")
+                    spent[key_id] += usd_of(amount.get("value"), self.name, op)
+            next_page = opt_str(body, "next_page")
+            if not body.get("has_more") or not next_page:
+                return spent
+            if next_page == page:
+                raise ProviderBadResponse(self.name, f"{self.name}: {op}: has_more without a new page")
+            page = next_page
+        raise ProviderBadResponse(self.name, f"{self.name}: {op}: more than {MAX_COSTS_PAGES} pages")

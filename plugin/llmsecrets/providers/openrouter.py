@@ -15,16 +15,18 @@ Expiry cannot be moved after create (`PATCH /keys/{hash}` takes no `expires_at`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from .base import Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
+from .base import SPEND_LIVE, Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
 from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound
 from .http import CallGuards, ProviderHTTP, as_list, as_object, iso_utc, opt_str, parse_time, req_str
 from .retry import RetryPolicy
+from .usage import usd_of
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 MAX_PAGES = 10_000
@@ -155,3 +157,23 @@ class OpenRouterClient:
 
     def extend_key(self, key_id: str, *, scope: str, expires_at: datetime, deadline: float) -> None:
         raise NotImplementedError("openrouter: expires_at cannot be changed after create")
+
+    # ---- spend (base.SpendReporting)
+
+    def spend_kind(self, scope: str) -> str:
+        return SPEND_LIVE
+
+    def key_spend(self, key_id: str, *, scope: str = "", deadline: float) -> float:
+        """`GET /keys/{hash}` -> `data.usage` (USD, all time); 404 once deleted."""
+        op = "read key usage"
+        body = as_object(
+            self._http.call("GET", f"/keys/{quote(key_id, safe='')}", op=op, deadline=deadline),
+            self.name,
+            op,
+        )
+        return usd_of(as_object(body.get("data"), self.name, op).get("usage"), self.name, op)
+
+    def keys_spend(
+        self, key_ids: Sequence[str], *, scope: str, since: datetime, deadline: float
+    ) -> dict[str, float]:
+        raise NotImplementedError("openrouter: spend is read from the key itself (key_spend)")
