@@ -25,6 +25,11 @@ Wire contract (base ``/v1``, ``Authorization: Bearer <admin key>``):
   /organization/projects?limit=&after=&include_archived=`` lists projects.
 * ``POST /chat/completions`` with an issued key -> minimal chat completion; dead keys -> 401 invalid_api_key.
   Each call charges ``cost_per_request`` to the key (see ``core``).
+* ``GET|POST /organization/admin_api_keys`` and ``GET|DELETE /organization/admin_api_keys/{key_id}``: the
+  organization's admin keys. Create ``{"name"}`` -> 200 ``organization.admin_api_key`` with ``value`` (shown
+  once); list (``limit``/``after``/``order``) and get show ``redacted_value`` only; delete -> 200
+  ``organization.admin_api_key.deleted``, unknown or deleted id -> 404. The emulator's own admin key is the
+  first of them (made "in the dashboard"); a deleted admin key is refused at once, like any unknown key.
 * ``GET /organization/usage/completions`` and ``GET /organization/costs`` ``?start_time=&end_time=
   &bucket_width=&limit=&page=&group_by[]=&api_key_ids[]=&project_ids[]=`` -> ``{"object": "page",
   "data": [buckets], "has_more", "next_page"}``; costs take ``bucket_width=1d`` only, ``limit`` 1..180
@@ -44,8 +49,10 @@ its expiry, a key of a deleted service account, and a key whose owner has role `
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
@@ -53,6 +60,7 @@ import httpx
 from .core import (
     BodyError,
     Emulator,
+    FaultKind,
     JSONDict,
     KeyRecord,
     LiveKey,
@@ -90,6 +98,21 @@ def _error(
     return json_response(status, body, headers)
 
 
+@dataclass
+class AdminKeyRecord:
+    """One organization admin key (never listed with its value)."""
+
+    key_id: str
+    name: str
+    value: str = field(repr=False)
+    created_at: float
+    last_used_at: int | None = None
+    deleted_at: float | None = None
+
+    def redacted(self) -> str:
+        return f"{self.value[:8]}...{self.value[-3:]}"
+
+
 class OpenAIEmulator(Emulator):
     provider: ClassVar[str] = "openai"
     path_prefix: ClassVar[str] = "/v1"
@@ -118,6 +141,7 @@ class OpenAIEmulator(Emulator):
         self.key_lifetime_cap = key_lifetime_cap
         super().__init__(admin_key, clock=clock)
         self._projects: dict[str, JSONDict] = {}
+        self._admin_keys: dict[str, AdminKeyRecord] = {}
         self._reset_provider()
 
     # ---- projects
@@ -126,6 +150,9 @@ class OpenAIEmulator(Emulator):
         self._projects = {}
         for pid in self._initial_projects:
             self.add_project(pid)
+        # The admin key the emulator was built with, as if made in the dashboard: listed, deletable.
+        first = AdminKeyRecord("key_" + random_id(16), "Dashboard admin key", self.admin_key, self.now())
+        self._admin_keys = {first.key_id: first}
 
     def add_project(self, project_id: str, name: str | None = None) -> None:
         with self._lock:
@@ -235,6 +262,42 @@ class OpenAIEmulator(Emulator):
             rec = self._records.get(key_id)
             return None if rec is None else rec.extra.get("sa_id")
 
+    def live_admin_keys(self) -> list[tuple[str, str]]:
+        """(id, name) of every admin key not deleted, in creation order."""
+        with self._lock:
+            return [(r.key_id, r.name) for r in self._admin_keys.values() if r.deleted_at is None]
+
+    def admin_key_works(self, value: str) -> bool:
+        """Would an admin call with this key be let in (a live admin key)?"""
+        with self._lock:
+            return self._admin_record(value) is not None
+
+    def _admin_record(self, token: str) -> AdminKeyRecord | None:
+        for rec in self._admin_keys.values():
+            if rec.deleted_at is None and secrets.compare_digest(rec.value.encode(), token.encode()):
+                return rec
+        return None
+
+    def _check_admin_auth(self, req: Request, op: str) -> httpx.Response | None:
+        # Any live admin key of the organization is let in, not only the one the emulator was built with.
+        token = req.token
+        if not token:
+            return self._err_missing_auth()
+        rec = self._admin_record(token)
+        if rec is not None:
+            if self.faults.take(FaultKind.REVOKE_ADMIN_KEY, op) is not None:
+                return self._err_invalid_auth()
+            rec.last_used_at = int(self.now())
+            return None
+        if self._lookup_secret(token) is not None:
+            return self._err_issued_key_on_admin()
+        return self._err_invalid_auth()
+
+    def is_admin_token(self, token: str | None) -> bool:
+        return token is not None and any(
+            secrets.compare_digest(r.value.encode(), token.encode()) for r in self._admin_keys.values()
+        )
+
     def _sa_json(self, rec: KeyRecord) -> JSONDict:
         return {
             "object": "organization.project.service_account",
@@ -316,6 +379,15 @@ class OpenAIEmulator(Emulator):
             route("GET", rf"/v1/organization/projects/(?P<project_id>{_ID})", "get", self._get_project),
             route("GET", r"/v1/organization/usage/completions", "get", self._usage_completions),
             route("GET", r"/v1/organization/costs", "get", self._costs),
+            route("GET", r"/v1/organization/admin_api_keys", "list", self._list_admin_keys),
+            route("POST", r"/v1/organization/admin_api_keys", "create", self._create_admin_key),
+            route("GET", rf"/v1/organization/admin_api_keys/(?P<key_id>{_ID})", "get", self._get_admin_key),
+            route(
+                "DELETE",
+                rf"/v1/organization/admin_api_keys/(?P<key_id>{_ID})",
+                "delete",
+                self._delete_admin_key,
+            ),
             route("POST", r"/v1/chat/completions", "inference", self._chat, kind="inference"),
         ]
 
@@ -836,6 +908,73 @@ class OpenAIEmulator(Emulator):
             "batch": None,
             "service_tier": None,
         }
+
+    # ---- admin API keys
+
+    def _admin_key_json(self, rec: AdminKeyRecord) -> JSONDict:
+        return {
+            "object": "organization.admin_api_key",
+            "id": rec.key_id,
+            "name": rec.name,
+            "redacted_value": rec.redacted(),
+            "created_at": int(rec.created_at),
+            "last_used_at": rec.last_used_at,
+            "expires_at": None,
+            "owner": {
+                "type": "user",
+                "object": "organization.user",
+                "id": "user_emulator",
+                "name": "Emulator Owner",
+                "created_at": 0,
+                "role": "owner",
+            },
+        }
+
+    def _create_admin_key(self, req: Request) -> httpx.Response:
+        body = self._body(req, {"name"})
+        if isinstance(body, httpx.Response):
+            return body
+        name = self._name(body, required=True)
+        if isinstance(name, httpx.Response):
+            return name
+        assert name is not None
+        rec = AdminKeyRecord("key_" + random_id(16), name, "sk-admin-" + random_token(48), self.now())
+        self._admin_keys[rec.key_id] = rec
+        return json_response(200, {**self._admin_key_json(rec), "value": rec.value})
+
+    def _list_admin_keys(self, req: Request) -> httpx.Response:
+        order = req.query.get("order", "asc")
+        if order not in ("asc", "desc"):
+            return _error(
+                400,
+                f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                param="order",
+                code="invalid_value",
+            )
+        records = list(self._admin_keys.values())
+        if order == "desc":
+            records.reverse()
+        live = [(r.key_id, self._admin_key_json(r)) for r in records if r.deleted_at is None]
+        return self._page(req, [r.key_id for r in records], live)
+
+    def _live_admin_key(self, req: Request) -> AdminKeyRecord | httpx.Response:
+        rec = self._admin_keys.get(req.params["key_id"])
+        if rec is None or rec.deleted_at is not None:
+            return _error(404, f"Admin API key with id '{req.params['key_id']}' not found.")
+        return rec
+
+    def _get_admin_key(self, req: Request) -> httpx.Response:
+        found = self._live_admin_key(req)
+        return found if isinstance(found, httpx.Response) else json_response(200, self._admin_key_json(found))
+
+    def _delete_admin_key(self, req: Request) -> httpx.Response:
+        found = self._live_admin_key(req)
+        if isinstance(found, httpx.Response):
+            return found
+        found.deleted_at = self.now()  # refused from the next call on
+        return json_response(
+            200, {"object": "organization.admin_api_key.deleted", "id": found.key_id, "deleted": True}
+        )
 
     # ---- inference
 

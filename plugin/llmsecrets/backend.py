@@ -8,9 +8,9 @@ never overwrites a newer state. Storage is the only shared truth: caches are dro
 here and whenever Vault calls `invalidate(key)` for a change made elsewhere (e.g. on a performance standby).
 
 Periodic work (Vault's rollback tick, once a minute): the deletion queue's tick (reload, retrier alive),
-then the sweep, then the WAL rollback. Everything that acts on a provider without a client request behind
-it (the tick, the WAL rollback, every retrier pass, the sweep) first asks `provider_actions_allowed`: the
-one gate for "active node only".
+then admin-key rotation work (rotation.py), then the sweep, then the WAL rollback. Everything that acts on
+a provider without a client request behind it (the tick, the WAL rollback, every retrier pass, the sweep)
+first asks `provider_actions_allowed`: the one gate for "active node only".
 
 HA: a standby node serves requests itself, with read-only storage, and runs the rollback tick too (see the
 protocol notes, 9b). On a standby this backend answers every request that would write or reach a provider
@@ -47,8 +47,10 @@ from llmsecrets import (
     path_deletions,
     path_revoke_keys,
     path_roles,
+    path_rotate,
     path_tidy,
     rollback,
+    rotation,
     secret_api_key,
     sweep,
 )
@@ -142,6 +144,7 @@ class LLMBackend(Backend):
             help=BACKEND_HELP,
             paths=[
                 *path_revoke_keys.paths(self),  # before config/<name> and roles/<name>, which match it too
+                *path_rotate.paths(self),  # before config/<name> too
                 *path_config.paths(self),
                 *path_roles.paths(self),
                 *path_creds.paths(self),
@@ -151,7 +154,7 @@ class LLMBackend(Backend):
             secrets=[self.api_key],
             periodic=self._periodic,
             wal_rollback=rollback.make_rollback(self),
-            wal_kinds=[WalKind.CREATE_KEY],
+            wal_kinds=[WalKind.CREATE_KEY, WalKind.ROTATE_ADMIN_KEY],
             wal_min_age_seconds=wal_min_age_seconds,
             invalidate=self._on_invalidate,
             initialize=self._on_initialize,
@@ -199,6 +202,7 @@ class LLMBackend(Backend):
             self.deletions.tick(storage)
         except Exception:
             log.exception("deletion queue tick failed")
+        rotation.periodic(self, storage)  # old admin keys still to delete, rotation periods
         self.sweeper.periodic(req)
 
     def provider_actions_allowed(self, storage: Storage) -> bool:

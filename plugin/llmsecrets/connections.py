@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from llmsecrets.models import (
     RecordError,
     WalKind,
 )
-from llmsecrets.providers.base import ProviderClient
+from llmsecrets.providers.base import AdminKeyRotation, ProviderClient
 from llmsecrets.providers.registry import (
     ACCOUNT_ID_RE,
     PROVIDER_NAMES,
@@ -44,7 +45,17 @@ if TYPE_CHECKING:
     from llmsecrets.backend import LLMBackend
 
 # Fields of a connection update (besides the account fields of the providers, `account_field_names()`).
-UPDATE_FIELDS = ("provider", "admin_key", "base_url", "allowed_roles")
+UPDATE_FIELDS = (
+    "provider",
+    "admin_key",
+    "base_url",
+    "allowed_roles",
+    "admin_key_id",
+    "rotation_period",
+    "rotation_overlap",
+)
+# Largest rotation_overlap (seconds): an old admin key must not outlive a rotation by more than a day.
+MAX_ROTATION_OVERLAP = 86400
 
 
 class InvalidConnection(ValueError):
@@ -150,7 +161,17 @@ def view(conn: ConnectionConfig, *, live_keys: int) -> dict[str, Any]:
         **account,
         "allowed_roles": list(conn.allowed_roles),
         "live_keys": live_keys,
+        "admin_key_id": conn.admin_key_id or "",
+        "admin_key_rotated_at": _iso(conn.admin_key_rotated_at),
+        "rotation_period": conn.rotation_period,
+        "rotation_overlap": conn.rotation_overlap,
+        "previous_admin_key_id": conn.previous_admin_key_id or "",
+        "previous_admin_key_delete_by": _iso(conn.previous_delete_by),
     }
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- updates -----------------------------------------------------------------------------------------------
@@ -211,14 +232,46 @@ def merge(name: str, existing: ConnectionConfig | None, update: Mapping[str, Any
     else:
         allowed = existing.allowed_roles if existing else ()
 
-    return ConnectionConfig(
+    return replace(
+        existing or ConnectionConfig(name=name, provider=provider, admin_key=admin_key),
         name=name,
         provider=provider,
         admin_key=admin_key,
         base_url=base_url,
         account=account,
         allowed_roles=allowed,
+        **_rotation_settings(
+            existing, update, key_changed=existing is None or admin_key != existing.admin_key
+        ),
     )
+
+
+def _rotation_settings(
+    existing: ConnectionConfig | None, update: Mapping[str, Any], *, key_changed: bool
+) -> dict[str, Any]:
+    """admin_key_id (forgotten when another key is written without one), rotation_period, rotation_overlap."""
+    out: dict[str, Any] = {}
+    key_id: str | None = update.get("admin_key_id")
+    if key_id is not None:
+        key_id = key_id.strip()
+        if key_id and not ACCOUNT_ID_RE.fullmatch(key_id):
+            raise InvalidConnection('"admin_key_id" must be 1-128 letters, digits and . _ @ + -')
+        out["admin_key_id"] = key_id or None
+    elif key_changed:
+        out["admin_key_id"] = None
+    period: int | None = update.get("rotation_period")
+    if period is not None:
+        if period < 0:
+            raise InvalidConnection('"rotation_period" must not be negative (0 turns periodic rotation off)')
+        out["rotation_period"] = period
+    overlap: int | None = update.get("rotation_overlap")
+    if overlap is not None:
+        if not 0 <= overlap <= MAX_ROTATION_OVERLAP:
+            raise InvalidConnection(
+                f'"rotation_overlap" must be between 0 and {MAX_ROTATION_OVERLAP} seconds'
+            )
+        out["rotation_overlap"] = overlap
+    return out
 
 
 def _account(
@@ -292,6 +345,13 @@ def write(
     refuses) or the provider's ProviderError from the check; nothing is stored then."""
     existing = b.connection(storage, name)
     conn = merge(name, existing, update)
+    if existing is None or conn.admin_key != existing.admin_key or conn.admin_key_rotated_at is None:
+        conn = replace(conn, admin_key_rotated_at=b.clock())  # the age a rotation_period is measured by
+    if conn.rotation_period and not isinstance(client(b, conn), AdminKeyRotation):
+        raise InvalidConnection(
+            f'"rotation_period": {conn.provider} admin keys cannot be rotated through the provider; leave '
+            f"it 0 and rotate by hand (see the help of config/{name}/rotate)"
+        )
     if verify:
         try:
             check(b, conn)

@@ -9,6 +9,7 @@ Storage layout (all JSON objects, each with `"schema_version"`):
     tidy/state                     SweepState         when the sweep last ran
     deletions/<connection>/<id>    PendingDeletion    a key still to be deleted at its provider (deletions.py)
     wal/<uuid>                     PendingCreate      (framework WAL, kind `WalKind.CREATE_KEY`)
+    wal/<uuid>                     PendingAdminKey    (framework WAL, kind `WalKind.ROTATE_ADMIN_KEY`)
 
 `from_storage` checks every field's type and raises `RecordError` for anything unexpected, so a
 corrupt or foreign record never turns into a half-valid object.
@@ -32,6 +33,8 @@ SWEEP_STATE_KEY = "tidy/state"
 DELETIONS_PREFIX = "deletions/"
 # The one account field stored where released versions keep it (see ConnectionConfig).
 ORGANIZATION_ID = "organization_id"
+# Seconds an old admin key may live on after a rotation, for calls in flight with it (rotation.py).
+DEFAULT_ROTATION_OVERLAP = 60
 
 
 class RecordError(ValueError):
@@ -42,6 +45,7 @@ class WalKind(StrEnum):
     """The WAL kinds this engine writes (the framework hands each entry only to code that knows it)."""
 
     CREATE_KEY = "llm_create_key"
+    ROTATE_ADMIN_KEY = "llm_rotate_admin_key"
 
 
 # --- checked readers ---------------------------------------------------------------------------------------
@@ -94,6 +98,10 @@ def _int(data: Mapping[str, Any], key: str, what: str) -> int:
     return value
 
 
+def _opt_int(data: Mapping[str, Any], key: str, what: str, default: int) -> int:
+    return default if data.get(key) is None else _int(data, key, what)
+
+
 def _str_tuple(data: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -122,6 +130,12 @@ class ConnectionConfig:
     `organization_id` keeps the top-level field released versions read and write (so their records read
     as before, and a record written now still reads after a downgrade); the fields added since sit in
     the `account` map.
+
+    Admin-key rotation (rotation.py): `admin_key_id` is the provider's id of `admin_key` (None: not known);
+    `admin_key_rotated_at` when it was last set (unix seconds; None in records older than rotation);
+    `rotation_period` rotates it when older (seconds, 0 = never); `rotation_overlap` bounds how long the old
+    key stays alive after a rotation; `previous_admin_key_id` is the old key still to be deleted at the
+    provider, by `previous_delete_by` at the latest (its value is not kept: the new key deletes it by id).
     """
 
     name: str
@@ -130,6 +144,12 @@ class ConnectionConfig:
     base_url: str | None = None  # None = the provider's public API
     account: Mapping[str, str] = field(default_factory=dict)
     allowed_roles: tuple[str, ...] = ()  # empty or "*" = every role
+    admin_key_id: str | None = None
+    admin_key_rotated_at: float | None = None
+    rotation_period: int = 0
+    rotation_overlap: int = DEFAULT_ROTATION_OVERLAP
+    previous_admin_key_id: str | None = None
+    previous_delete_by: float | None = None
 
     @staticmethod
     def storage_key(name: str) -> str:
@@ -152,6 +172,12 @@ class ConnectionConfig:
             "organization_id": self.organization_id,
             "account": {k: v for k, v in sorted(self.account.items()) if k != ORGANIZATION_ID},
             "allowed_roles": list(self.allowed_roles),
+            "admin_key_id": self.admin_key_id,
+            "admin_key_rotated_at": self.admin_key_rotated_at,
+            "rotation_period": self.rotation_period,
+            "rotation_overlap": self.rotation_overlap,
+            "previous_admin_key_id": self.previous_admin_key_id,
+            "previous_delete_by": self.previous_delete_by,
         }
 
     @classmethod
@@ -171,6 +197,13 @@ class ConnectionConfig:
             base_url=_opt_str(data, "base_url", what),
             account=account,
             allowed_roles=_str_tuple(data, "allowed_roles", what),
+            # Absent from records written before admin-key rotation.
+            admin_key_id=_opt_str(data, "admin_key_id", what),
+            admin_key_rotated_at=_opt_num(data, "admin_key_rotated_at", what),
+            rotation_period=_opt_int(data, "rotation_period", what, 0),
+            rotation_overlap=_opt_int(data, "rotation_overlap", what, DEFAULT_ROTATION_OVERLAP),
+            previous_admin_key_id=_opt_str(data, "previous_admin_key_id", what),
+            previous_delete_by=_opt_num(data, "previous_delete_by", what),
         )
 
 
@@ -397,6 +430,37 @@ class PendingCreate:
             scope=_str(data, "scope", what),
             key_name=_str(data, "key_name", what),
             role=_str(data, "role", what),
+            created_at=_num(data, "created_at", what),
+        )
+
+
+@dataclass(frozen=True)
+class PendingAdminKey:
+    """The WAL entry written before an admin key is created by a rotation (kind `ROTATE_ADMIN_KEY`): enough
+    to find the new key by its unique name and, unless the connection already uses it, delete it."""
+
+    connection: str
+    provider: str
+    key_name: str
+    created_at: float
+
+    def to_wal(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "connection": self.connection,
+            "provider": self.provider,
+            "key_name": self.key_name,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_wal(cls, data: Mapping[str, Any]) -> PendingAdminKey:
+        what = "WAL entry " + WalKind.ROTATE_ADMIN_KEY.value
+        _check_version(data, what)
+        return cls(
+            connection=_str(data, "connection", what),
+            provider=_str(data, "provider", what),
+            key_name=_str(data, "key_name", what),
             created_at=_num(data, "created_at", what),
         )
 

@@ -75,6 +75,26 @@ FIELDS: dict[str, Field] = {
         FieldType.COMMA_STRING_LIST,
         "Roles that may use this connection. Empty or '*' (the default) allows every role.",
     ),
+    "admin_key_id": Field(
+        FieldType.STRING,
+        "The provider's id of admin_key (OpenAI: key_...), which config/<name>/rotate deletes after a "
+        "rotation. Optional: OpenAI's list of admin keys usually singles it out; writing another admin_key "
+        "without it forgets the old id. Set by rotations.",
+        max_length=128,
+    ),
+    "rotation_period": Field(
+        FieldType.DURATION,
+        "Rotate the admin key (config/<name>/rotate) when it is older than this, on the periodic "
+        "rollback tick (e.g. 30d). 0, the default, never rotates it on its own. Only for providers that "
+        "can make admin keys (OpenAI).",
+    ),
+    "rotation_overlap": Field(
+        FieldType.DURATION,
+        "After a rotation, the old admin key is deleted once the calls made with it have ended, and at the "
+        "latest this long after the rotation (default 60s; at most 24h). Keep it above the engine's provider "
+        "call timeout (30s), or a call still running with the old key may fail.",
+        default=60,
+    ),
     "verify": Field(
         FieldType.BOOL,
         "Check the admin key with a harmless provider call before storing the connection; a failure "
@@ -91,7 +111,11 @@ The admin key is write-only: a read shows `admin_key_set: true`, never the key. 
 that are not sent keep their stored values (so you can change allowed_roles without re-sending the
 admin key). The provider of a connection cannot change, because its issued keys are revoked through it.
 
-By default the admin key is checked with a harmless call to the provider before anything is stored.
+By default the admin key is checked with a harmless call to the provider before anything is stored:
+a new admin_key that fails the check leaves the stored one in place. That is how to rotate the key of a
+provider whose admin API cannot make admin keys (OpenRouter, xAI, Fireworks): make a new key at the
+provider, write it here, then delete the old one there. OpenAI connections rotate through the provider
+instead, old key deleted after an overlap: see config/<name>/rotate and rotation_period.
 
 A connection that still has live keys cannot be deleted: revoke their leases first, e.g.
     bao lease revoke -prefix llm/creds/

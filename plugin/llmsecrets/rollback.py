@@ -1,4 +1,5 @@
-"""WAL rollback: settle creates that were interrupted (`WalKind.CREATE_KEY`).
+"""WAL rollback: settle creates that were interrupted (`WalKind.CREATE_KEY`; an interrupted admin-key
+rotation, `WalKind.ROTATE_ADMIN_KEY`, is settled by `rotation.settle`).
 
 A `PendingCreate` WAL entry outlives its creds read only when the create's outcome is unknown (the
 provider may have made the key, but its secret never reached us) or the process died mid-read. The
@@ -18,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from vaultplugin.framework import Request, WalRollback
 
-from llmsecrets import connections
+from llmsecrets import connections, rotation
 from llmsecrets.connections import Unusable, UnusableConnection
-from llmsecrets.models import IssuedKeyRecord, PendingCreate, WalKind
+from llmsecrets.models import IssuedKeyRecord, PendingAdminKey, PendingCreate, WalKind
 
 if TYPE_CHECKING:
     from vaultplugin.framework import Storage
@@ -36,6 +37,9 @@ class RollbackError(Exception):
 
 def make_rollback(b: LLMBackend) -> WalRollback:
     def rollback(req: Request, kind: str, data: dict[str, Any]) -> None:
+        if kind == WalKind.ROTATE_ADMIN_KEY:
+            rotation.settle(b, b.storage_of(req), PendingAdminKey.from_wal(data))
+            return
         if kind != WalKind.CREATE_KEY:
             raise RollbackError(f"unknown WAL kind {kind!r}")
         settle(b, b.storage_of(req), PendingCreate.from_wal(data))

@@ -188,6 +188,31 @@ class ProviderClient(Protocol):
         ...
 
 
+@runtime_checkable
+class AdminKeyRotation(Protocol):
+    """A provider client whose admin API makes and deletes admin keys themselves (OpenAI's organization
+    admin API keys; a LiteLLM proxy's virtual keys of a proxy_admin user): what `config/<name>/rotate`
+    needs. The client's own admin key makes the new one; the old one is deleted with the new one, by id."""
+
+    def create_admin_key(self, name: str, *, deadline: float) -> IssuedKey:
+        """Create an admin key named `name` (`key_id`: its id; `api_key`: its value, shown once). A lost
+        answer raises `CreateOutcomeUnknown`: the key is then found by `find_admin_keys(name)`."""
+        ...
+
+    def delete_admin_key(self, key_id: str, *, deadline: float) -> bool:
+        """Delete an admin key by id: True if deleted, False if it was already gone."""
+        ...
+
+    def find_admin_keys(self, name: str, *, deadline: float) -> list[ProviderKey]:
+        """The admin keys named exactly `name` (every page)."""
+        ...
+
+    def own_admin_key_id(self, *, deadline: float) -> str | None:
+        """The id of the admin key this client calls with, if the provider can tell; None if it cannot
+        (e.g. it is not one of the admin keys the API lists)."""
+        ...
+
+
 # How a provider reports what a key spent (see `SpendReporting.spend_kind`).
 SPEND_NONE = ""
 SPEND_LIVE = "live"  # on the key itself, while it exists: read it before the delete

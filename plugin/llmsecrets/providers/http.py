@@ -31,10 +31,11 @@ import email.utils
 import json as jsonlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +78,29 @@ def _no_signal() -> CancelSignal | None:
     return None
 
 
+class InFlight:
+    """How many calls of one client are in progress (a context manager around each call): an old admin key
+    is deleted only once the calls made with it have ended (`clients.ClientCache.retire`)."""
+
+    __slots__ = ("_count", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
 @dataclass(frozen=True)
 class CallGuards:
     """What bounds each call of a client besides its deadline.
@@ -84,13 +108,15 @@ class CallGuards:
     - `bulkhead`: the connection's share of the plugin's threads (None: no limit);
     - `cancel_signal`: the running request's cancellation (None outside a request);
     - `max_body_bytes`: the largest answer the client reads;
-    - `default_seconds`: the budget of a call made without a deadline (the admin-key check).
+    - `default_seconds`: the budget of a call made without a deadline (the admin-key check);
+    - `in_flight`: counts the client's calls in progress.
     """
 
     bulkhead: Bulkhead | None = None
     cancel_signal: Callable[[], CancelSignal | None] = _no_signal
     max_body_bytes: int = MAX_BODY_BYTES
     default_seconds: float = VERIFY_SECONDS
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 def standard_error_message(body: bytes) -> str | None:
@@ -224,7 +250,7 @@ class ProviderHTTP:
                 )
             )
         what = f"{self.provider}: {op}"
-        with self._admission(what, deadline) as slot:
+        with self.guards.in_flight, self._admission(what, deadline) as slot:
             seconds = deadline - self.retry.clock()
             with CallBudget(seconds, self.guards.cancel_signal()) as budget:
                 # A wait between attempts keeps the slot but is not time at the provider (bulkhead.py).

@@ -30,6 +30,12 @@ Both modes:
   account has the same name (a per-lease account, reported itself).
 - verify: `GET /organization/projects?limit=1`.
 
+Admin keys (`config/<name>/rotate`, `base.AdminKeyRotation`): `POST /organization/admin_api_keys` `{"name"}`
+-> 200 `organization.admin_api_key` with `value` (shown once); `DELETE /organization/admin_api_keys/{id}` ->
+`organization.admin_api_key.deleted` (404: already gone); `GET /organization/admin_api_keys` (cursor pages)
+shows each key's `redacted_value` ("sk-admin...def"): the client's own key is the one listed key whose
+visible start and end are its own (`own_admin_key_id`; none or several: unknown).
+
 Expiry: `expires_in_seconds` on service-account create is in OpenAI's SDKs (2026-09, "the initial API key
 lifetime"; it cannot be combined with `create_service_account_only`); on `…/api_keys` create it is reported
 by the same SDK releases but not seen in a stored spec. `send_expiry=False` turns both off. No per-key
@@ -94,6 +100,21 @@ def _split_scope(scope: str) -> tuple[str, bool]:
     return scope, False
 
 
+def _redaction_of(redacted: Any, value: str) -> bool:
+    """Is `redacted` ("sk-admin...def") a redaction of `value`: its visible start and end are `value`'s,
+    with something hidden between?"""
+    if not isinstance(redacted, str) or redacted.count("...") != 1:
+        return False
+    start, end = redacted.split("...")
+    return (
+        bool(start)
+        and bool(end)
+        and len(start) + len(end) < len(value)
+        and value.startswith(start)
+        and value.endswith(end)
+    )
+
+
 def _is_gone(exc: ProviderNotFound) -> bool:
     # OpenAI answers an unknown route with a JSON 404 too ("Invalid URL (…)"): that is a misconfigured
     # base URL, not a deleted object.
@@ -130,6 +151,7 @@ class OpenAIClient:
             retry=retry,
             guards=guards,
         )
+        self._admin_key = admin_key if isinstance(admin_key, SecretStr) else SecretStr(admin_key)
         self._send_expiry = send_expiry
         self.key_mode = key_mode
         self._page_limit = max(1, min(page_limit, PAGE_LIMIT))
@@ -173,6 +195,64 @@ class OpenAIClient:
         )
         if body.get("status") == "archived" or body.get("archived_at"):
             raise ProviderRejected(self.name, f"{self.name}: project {project_id!r} is archived", 400)
+
+    # ---- admin keys
+
+    def create_admin_key(self, name: str, *, deadline: float) -> IssuedKey:
+        op = "create admin key"
+        body = self._http.call(
+            "POST", "/organization/admin_api_keys", op=op, json={"name": name}, deadline=deadline, create=True
+        )
+        try:
+            key = as_object(body, self.name, op)
+            key_id = req_str(key, "id", self.name, op)
+            secret = req_str(key, "value", self.name, op)
+        except ProviderBadResponse as exc:
+            raise CreateOutcomeUnknown(self.name, exc.message + "; the admin key may exist") from None
+        return IssuedKey(
+            key_id=key_id,
+            key_name=opt_str(key, "name") or name,
+            api_key=SecretStr(secret),
+            expires_at=parse_time(key.get("expires_at")),
+            scope="",
+            created_at=parse_time(key.get("created_at")) or datetime.now(UTC),
+        )
+
+    def delete_admin_key(self, key_id: str, *, deadline: float) -> bool:
+        try:
+            self._http.call(
+                "DELETE",
+                f"/organization/admin_api_keys/{_seg(key_id)}",
+                op="delete admin key",
+                deadline=deadline,
+            )
+        except ProviderNotFound as exc:
+            if _is_gone(exc):
+                return False
+            raise
+        return True
+
+    def find_admin_keys(self, name: str, *, deadline: float) -> list[ProviderKey]:
+        op = "list admin keys"
+        return [
+            ProviderKey(
+                key_id=req_str(key, "id", self.name, op),
+                name=name,
+                created_at=parse_time(key.get("created_at")),
+                scope="",
+            )
+            for key in self._walk("/organization/admin_api_keys", op=op, deadline=deadline)
+            if key.get("name") == name
+        ]
+
+    def own_admin_key_id(self, *, deadline: float) -> str | None:
+        value = self._admin_key.reveal()
+        matches = [
+            key.get("id")
+            for key in self._walk("/organization/admin_api_keys", op="list admin keys", deadline=deadline)
+            if _redaction_of(key.get("redacted_value"), value)
+        ]
+        return matches[0] if len(matches) == 1 and isinstance(matches[0], str) else None
 
     # ---- create
 

@@ -55,7 +55,7 @@ def new(provider: str, **fields: Any) -> ConnectionConfig:
             '"organization_id" applies to openai only, not xai',
         ),
         ({"provider": "openai", "admin_key": KEY, "organization_id": "org 1"}, '"organization_id" must be'),
-        ({"provider": "anthropic", "admin_key": KEY}, '"provider" must be one of'),
+        ({"provider": "azure", "admin_key": KEY}, '"provider" must be one of'),
     ],
 )
 def test_a_bad_update_names_its_field(update: dict[str, Any], message: str) -> None:
@@ -143,6 +143,12 @@ def test_view_always_has_organization_id_and_the_providers_fields() -> None:
         "organization_id": "org-1",
         "allowed_roles": [],
         "live_keys": 2,
+        "admin_key_id": "",
+        "admin_key_rotated_at": None,
+        "rotation_period": 0,
+        "rotation_overlap": 60,
+        "previous_admin_key_id": "",
+        "previous_admin_key_delete_by": None,
     }
     view = connections.view(new("xai", team_id="t"), live_keys=0)
     assert (view["organization_id"], view["team_id"]) == ("", "t")
