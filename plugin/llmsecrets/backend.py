@@ -41,6 +41,7 @@ from vaultplugin.framework.logical import REPLICATION_PERFORMANCE_STANDBY
 from vaultplugin.framework.storage import get_json, put_json
 
 from llmsecrets import (
+    checkout_sets,
     deletions,
     path_config,
     path_creds,
@@ -48,10 +49,12 @@ from llmsecrets import (
     path_revoke_keys,
     path_roles,
     path_rotate,
+    path_sets,
     path_tidy,
     rollback,
     rotation,
     secret_api_key,
+    secret_checkout,
     sweep,
 )
 from llmsecrets.clients import ClientCache, TransportFactory
@@ -100,6 +103,9 @@ reads creds/<role>: the engine creates a fresh key through the provider's admin 
 under a renewable lease. When the lease ends (expiry or `bao lease revoke`) the key is deleted at
 the provider.
 
+Anthropic cannot mint keys per lease: for it, a check-out set (sets/<name>) lends pre-made keys,
+active only while a lease holds them (sets/<name>/creds); the same key comes back to later leases.
+
 Nothing outlives its lease: keys carry a provider-side expiry where the provider supports one, a
 write-ahead log cleans up creates that were interrupted, and a periodic sweep (also run by `tidy`)
 deletes keys whose lease is long over and keys of this mount that nobody owns.
@@ -140,6 +146,8 @@ class LLMBackend(Backend):
         self.sweeper = sweep.Sweeper(self)
         self.deletions = deletions.DeletionQueue(self, background=background_deletions)
         self.api_key = secret_api_key.api_key_secret(self)
+        self.sets = checkout_sets.CheckoutSets(self, background=background_deletions)
+        self.checkout = secret_checkout.checkout_secret(self)
         super().__init__(
             help=BACKEND_HELP,
             paths=[
@@ -150,11 +158,12 @@ class LLMBackend(Backend):
                 *path_creds.paths(self),
                 *path_tidy.paths(self),
                 *path_deletions.paths(self),
+                *path_sets.paths(self),
             ],
-            secrets=[self.api_key],
+            secrets=[self.api_key, self.checkout],
             periodic=self._periodic,
             wal_rollback=rollback.make_rollback(self),
-            wal_kinds=[WalKind.CREATE_KEY, WalKind.ROTATE_ADMIN_KEY],
+            wal_kinds=[WalKind.CREATE_KEY, WalKind.ROTATE_ADMIN_KEY, WalKind.CHECKOUT_KEY],
             wal_min_age_seconds=wal_min_age_seconds,
             invalidate=self._on_invalidate,
             initialize=self._on_initialize,
@@ -183,6 +192,7 @@ class LLMBackend(Backend):
             self.deletions.start(storage)
         except Exception:
             log.exception("could not load the deletion queue; the next rollback tick tries again")
+        self.sets.start(storage)  # keys of check-out sets awaiting deactivation
 
     def handle_request(self, req: Request) -> Response | None:
         if req.operation == Operation.ROLLBACK:
@@ -202,6 +212,10 @@ class LLMBackend(Backend):
             self.deletions.tick(storage)
         except Exception:
             log.exception("deletion queue tick failed")
+        try:
+            self.sets.tick(storage)
+        except Exception:
+            log.exception("check-out sets tick failed")
         rotation.periodic(self, storage)  # old admin keys still to delete, rotation periods
         self.sweeper.periodic(req)
 
@@ -254,6 +268,7 @@ class LLMBackend(Backend):
     def _on_clean(self) -> None:
         self._standby = None
         self.deletions.stop()
+        self.sets.stop()
         self.clients.clear()
         with self._cache_lock:
             self._cache_generation += 1

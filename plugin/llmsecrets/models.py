@@ -9,6 +9,9 @@ Storage layout (all JSON objects, each with `"schema_version"`):
     tidy/state                     SweepState         when the sweep last ran
     deletions/<connection>/<id>    PendingDeletion    a key still to be deleted at its provider (deletions.py)
     wal/<uuid>                     PendingCreate      (framework WAL, kind `WalKind.CREATE_KEY`)
+    sets/<set>                     CheckoutSet        an Anthropic check-out set (holds its keys' values)
+    holds/<set>/<key id>           KeyHold            a set's key that is not free (checkout_sets.py)
+    wal/<uuid>                     PendingCheckout    (framework WAL, kind `WalKind.CHECKOUT_KEY`)
     wal/<uuid>                     PendingAdminKey    (framework WAL, kind `WalKind.ROTATE_ADMIN_KEY`)
 
 `from_storage` checks every field's type and raises `RecordError` for anything unexpected, so a
@@ -45,6 +48,7 @@ class WalKind(StrEnum):
     """The WAL kinds this engine writes (the framework hands each entry only to code that knows it)."""
 
     CREATE_KEY = "llm_create_key"
+    CHECKOUT_KEY = "llm_checkout_key"
     ROTATE_ADMIN_KEY = "llm_rotate_admin_key"
 
 
@@ -578,4 +582,146 @@ class PendingDeletion:
             last_attempt_at=_opt_num(data, "last_attempt_at", what),
             next_attempt_at=_opt_num(data, "next_attempt_at", what),
             done_at=_opt_num(data, "done_at", what),
+        )
+
+
+# --- check-out sets (checkout_sets.py) ---------------------------------------------------------------------
+
+SETS_PREFIX = "sets/"
+HOLDS_PREFIX = "holds/"
+
+
+@dataclass(frozen=True)
+class CheckoutSet:
+    """Pre-made keys of one connection (Anthropic), lent out one per lease. `keys` maps each key's provider id
+    to its value: stored (the mount's storage is encrypted by Vault's barrier, as admin keys are) and sent to
+    the lease holder, never returned by a read or logged. ttl/max_ttl are seconds; 0 = the mount's."""
+
+    name: str
+    connection: str
+    keys: Mapping[str, str] = field(repr=False)
+    ttl: int = 0
+    max_ttl: int = 0
+
+    @staticmethod
+    def storage_key(name: str) -> str:
+        return SETS_PREFIX + name
+
+    def to_storage(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "connection": self.connection,
+            "ttl": self.ttl,
+            "max_ttl": self.max_ttl,
+            "keys": dict(sorted(self.keys.items())),
+        }
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> CheckoutSet:
+        what = "check-out set"
+        _check_version(data, what)
+        return cls(
+            name=_str(data, "name", what),
+            connection=_str(data, "connection", what),
+            keys=_str_map(data, "keys", what),
+            ttl=_int(data, "ttl", what),
+            max_ttl=_int(data, "max_ttl", what),
+        )
+
+
+class HoldState(StrEnum):
+    """Why a key of a set is not free (a free key has no hold record)."""
+
+    CHECKED_OUT = "checked_out"  # a lease holds it (or a check-out is under way): active at the provider
+    DEACTIVATING = "deactivating"  # must be made inactive before it is free again; retried until it is
+    UNUSABLE = "unusable"  # the provider refuses to activate it (archived, expired, gone): never lent out
+
+
+@dataclass(frozen=True)
+class KeyHold:
+    """A key of a set that is not free. Written BEFORE the provider is asked to activate the key (the commit
+    point of a check-out), removed only once the key is inactive again. `checkout_id` names the check-out
+    (and its lease); a revoke or rollback acts only on a hold that still carries its id. Never holds a value.
+    """
+
+    set_name: str
+    key_id: str
+    state: str
+    checkout_id: str
+    since: float
+    ttl: int = 0
+    lease_ends_at: float | None = None  # the current lease end (renewals move it)
+    lease_max_at: float | None = None  # after it (+ a grace) no lease can still hold the key
+    reason: str = ""
+    vault_waiting: bool = False  # a revoke was answered with an error: Vault asks again
+    attempts: int = 0
+    last_error: str = ""
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+
+    @staticmethod
+    def storage_key(set_name: str, key_id: str) -> str:
+        return f"{HOLDS_PREFIX}{set_name}/{key_segment(key_id)}"
+
+    @property
+    def key(self) -> str:
+        return self.storage_key(self.set_name, self.key_id)
+
+    def to_storage(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_storage(cls, data: Mapping[str, Any]) -> KeyHold:
+        what = "key hold"
+        _check_version(data, what)
+        state = _str(data, "state", what)
+        if state not in HoldState.__members__.values():
+            raise RecordError(f"{what}: unknown state {state!r}")
+        return cls(
+            set_name=_str(data, "set_name", what),
+            key_id=_str(data, "key_id", what),
+            state=state,
+            checkout_id=_str(data, "checkout_id", what),
+            since=_num(data, "since", what),
+            ttl=_int(data, "ttl", what),
+            lease_ends_at=_opt_num(data, "lease_ends_at", what),
+            lease_max_at=_opt_num(data, "lease_max_at", what),
+            reason=_str(data, "reason", what),
+            vault_waiting=_bool(data, "vault_waiting", what),
+            attempts=_int(data, "attempts", what),
+            last_error=_str(data, "last_error", what),
+            last_attempt_at=_opt_num(data, "last_attempt_at", what),
+            next_attempt_at=_opt_num(data, "next_attempt_at", what),
+        )
+
+
+@dataclass(frozen=True)
+class PendingCheckout:
+    """The WAL entry written before a check-out picks its key: the rollback finds the hold by `checkout_id`
+    and deactivates the key, so an interrupted check-out never leaves a key active without a lease."""
+
+    set_name: str
+    connection: str
+    checkout_id: str
+    created_at: float
+
+    def to_wal(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "set_name": self.set_name,
+            "connection": self.connection,
+            "checkout_id": self.checkout_id,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_wal(cls, data: Mapping[str, Any]) -> PendingCheckout:
+        what = "WAL entry " + WalKind.CHECKOUT_KEY.value
+        _check_version(data, what)
+        return cls(
+            set_name=_str(data, "set_name", what),
+            connection=_str(data, "connection", what),
+            checkout_id=_str(data, "checkout_id", what),
+            created_at=_num(data, "created_at", what),
         )

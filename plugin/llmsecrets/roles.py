@@ -209,6 +209,12 @@ def check_capabilities(role: Role, conn: ConnectionConfig, caps: Capabilities) -
     """InvalidRole for any control the connection's provider cannot enforce per key, and for a project id
     its provider requires but does not have (or would not take)."""
     provider = conn.provider
+    if caps.checkout_only:
+        raise InvalidRole(
+            f'"connection": {conn.name!r} is an {provider} connection, and {provider} cannot create keys per '
+            f"lease, so it takes no roles: write a check-out set of keys made in its console instead "
+            f"(sets/<name> connection={conn.name} keys=...; see `path-help sets/<name>`)"
+        )
     if caps.needs_project and not role.project_id:
         raise InvalidRole(
             f'"project_id" is required for {provider} connections: the project whose service accounts '

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vaultplugin.framework import Request, WalRollback
 
 from llmsecrets import connections, rotation
+from llmsecrets.checkout_sets import rollback_wal as rollback_checkout
 from llmsecrets.connections import Unusable, UnusableConnection
 from llmsecrets.models import IssuedKeyRecord, PendingAdminKey, PendingCreate, WalKind
 
@@ -39,6 +40,9 @@ def make_rollback(b: LLMBackend) -> WalRollback:
     def rollback(req: Request, kind: str, data: dict[str, Any]) -> None:
         if kind == WalKind.ROTATE_ADMIN_KEY:
             rotation.settle(b, b.storage_of(req), PendingAdminKey.from_wal(data))
+            return
+        if kind == WalKind.CHECKOUT_KEY:  # an interrupted check-out: deactivate its key (checkout_sets.py)
+            rollback_checkout(b, b.storage_of(req), data)
             return
         if kind != WalKind.CREATE_KEY:
             raise RollbackError(f"unknown WAL kind {kind!r}")

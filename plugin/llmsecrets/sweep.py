@@ -27,6 +27,7 @@ from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_
 from vaultplugin.framework.wal import WalDecodeError
 
 from llmsecrets import connections
+from llmsecrets.checkout_sets import sweep as sweep_sets
 from llmsecrets.connections import UnusableConnection
 from llmsecrets.deletions import describe
 from llmsecrets.models import (
@@ -76,6 +77,9 @@ class SweepReport:
     orphans_too_young: int = 0
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Check-out sets: keys active with no lease (deactivated), and keys past their lease max (reclaimed).
+    set_keys_deactivated: list[dict[str, str]] = field(default_factory=list)
+    set_keys_reclaimed: list[dict[str, str]] = field(default_factory=list)
 
     def to_response(self) -> dict[str, Any]:
         return {
@@ -88,6 +92,8 @@ class SweepReport:
             "failure_count": len(self.failures),
             "failures": list(self.failures),
             "notes": list(self.notes),
+            "set_keys_deactivated": list(self.set_keys_deactivated),
+            "set_keys_reclaimed": list(self.set_keys_reclaimed),
         }
 
 
@@ -193,10 +199,16 @@ class Sweeper:
                 report.failures.append(f"connection {name!r}: {exc.reason}")
                 continue
             report.connections_checked += 1
+            if client.capabilities.checkout_only:
+                continue  # its keys belong to check-out sets, swept below
             self._delete_expired(run, client, records)
             if scan_orphans:
                 self._delete_orphans(run, client, name)
 
+        sets = sweep_sets(b, storage, now=now, expired_grace=config.expired_grace)
+        report.set_keys_deactivated.extend(sets.deactivated)
+        report.set_keys_reclaimed.extend(sets.freed)
+        report.failures.extend(sets.failures)
         # Forget sightings of keys that are gone, so the map cannot grow without bound.
         self._first_seen = {k: v for k, v in self._first_seen.items() if k in run.seen}
         log.info(

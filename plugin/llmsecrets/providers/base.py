@@ -144,6 +144,8 @@ class Capabilities:
     - `metadata`: `KeySpec.metadata` is stored with the key.
     - `needs_project`: `KeySpec.project_id` is required.
     - `scopes`: `KeySpec.scopes` is sent with the key.
+    - `checkout_only`: `create_key`/`delete_key` cannot work (Anthropic, whose Admin API only switches
+      pre-made keys on and off): its keys are leased through check-out sets, never roles.
     """
 
     expiry: bool
@@ -153,6 +155,7 @@ class Capabilities:
     metadata: bool
     needs_project: bool
     scopes: bool = False
+    checkout_only: bool = False
 
 
 @runtime_checkable

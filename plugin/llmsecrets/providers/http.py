@@ -181,6 +181,8 @@ class ProviderHTTP:
         guards: CallGuards | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        auth_header: str = "Authorization",
+        auth_scheme: str = "Bearer ",
     ) -> None:
         secret = admin_key if isinstance(admin_key, SecretStr) else SecretStr(admin_key)
         if not secret.reveal().strip():
@@ -192,6 +194,9 @@ class ProviderHTTP:
         self.retry = retry if retry is not None else RetryPolicy()
         self.guards = guards if guards is not None else CallGuards()
         self._admin_key = secret
+        # Where the admin key goes: `Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>`.
+        self._auth_header = auth_header
+        self._auth_scheme = auth_scheme
         self._error_parser = error_parser
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -309,7 +314,7 @@ class ProviderHTTP:
         budget.received = 0
         started = time.monotonic()
         try:
-            headers = {**self._headers, "Authorization": "Bearer " + self._admin_key.reveal()}
+            headers = {**self._headers, self._auth_header: self._auth_scheme + self._admin_key.reveal()}
             response = None
             if self._direct is not None and not params:
                 response = self._direct.send(method, path, headers, json, timeout.as_dict())

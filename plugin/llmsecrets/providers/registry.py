@@ -16,7 +16,8 @@ from enum import StrEnum
 
 import httpx
 
-from . import fireworks, openai, openrouter, xai
+from . import anthropic, fireworks, openai, openrouter, xai
+from .anthropic import AnthropicClient
 from .base import ProviderClient, SecretStr
 from .fireworks import FireworksClient
 from .http import CallGuards
@@ -61,6 +62,8 @@ class ProviderInfo:
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
+    # No roles: its keys are leased through check-out sets (capabilities.checkout_only).
+    "anthropic": ProviderInfo("anthropic", anthropic.DEFAULT_BASE_URL, AnthropicClient),
     "openai": ProviderInfo(
         "openai",
         openai.DEFAULT_BASE_URL,

@@ -71,7 +71,7 @@ def test_verify_outage_is_400(env: Env) -> None:
     ("data", "field"),
     [
         ({"admin_key": "sk-FAKE-x"}, "provider"),
-        ({"provider": "anthropic", "admin_key": "sk-FAKE-x"}, "provider"),
+        ({"provider": "azure", "admin_key": "sk-FAKE-x"}, "provider"),
         ({"provider": "openrouter"}, "admin_key"),
         ({"provider": "openrouter", "admin_key": "   "}, "admin_key"),
         ({"provider": "openrouter", "admin_key": "k" * 5000}, "admin_key"),
