@@ -33,6 +33,7 @@ from vaultplugin.framework import (
     ReadOnlyStorage,
     Request,
     Response,
+    SpecialPaths,
     Storage,
     SystemView,
     VaultError,
@@ -43,9 +44,11 @@ from vaultplugin.framework.storage import get_json, put_json
 from llmsecrets import (
     checkout_sets,
     deletions,
+    metrics,
     path_config,
     path_creds,
     path_deletions,
+    path_metrics,
     path_revoke_keys,
     path_roles,
     path_rotate,
@@ -127,7 +130,11 @@ class LLMBackend(Backend):
         wal_min_age_seconds: float = WAL_MIN_AGE,
         background_deletions: bool = True,
     ) -> None:
-        self.clients = ClientCache(transport_factory, retry, call_seconds=request_timeout)
+        # Each mount its own figures: several mounts share one plugin process (metrics.py).
+        self.metrics = metrics.EngineMetrics()
+        self.clients = ClientCache(
+            transport_factory, retry, call_seconds=request_timeout, observe=self.metrics.provider_call
+        )
         self.request_timeout = request_timeout
         self.provider_expiry_grace = provider_expiry_grace
         self.sweep_defaults = sweep_defaults or SweepConfig(
@@ -159,7 +166,10 @@ class LLMBackend(Backend):
                 *path_tidy.paths(self),
                 *path_deletions.paths(self),
                 *path_sets.paths(self),
+                *path_metrics.paths(self),
             ],
+            # Fixed when the mount starts; metrics/config decides whether it answers (path_metrics.py).
+            special_paths=SpecialPaths(unauthenticated=(path_metrics.PUBLIC_PATH,)),
             secrets=[self.api_key, self.checkout],
             periodic=self._periodic,
             wal_rollback=rollback.make_rollback(self),

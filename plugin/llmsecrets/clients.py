@@ -39,7 +39,7 @@ from llmsecrets.providers.base import ProviderClient, SecretStr
 from llmsecrets.providers.body import MAX_BODY_BYTES
 from llmsecrets.providers.budget import CancelSignal
 from llmsecrets.providers.bulkhead import Bulkhead
-from llmsecrets.providers.http import VERIFY_SECONDS, CallGuards, InFlight
+from llmsecrets.providers.http import VERIFY_SECONDS, CallGuards, CallObserver, InFlight
 from llmsecrets.providers.registry import make_client
 from llmsecrets.providers.retry import RetryPolicy
 
@@ -82,6 +82,7 @@ class ClientCache:
         connection_limit: int = CONNECTION_CALL_LIMIT,
         max_body_bytes: int = MAX_BODY_BYTES,
         cancel_signal: Callable[[], CancelSignal | None] = runtime.current_cancellation,
+        observe: CallObserver | None = None,
     ) -> None:
         self._transport_factory = transport_factory
         self._retry = retry
@@ -89,6 +90,7 @@ class ClientCache:
         self._connection_limit = connection_limit
         self._max_body_bytes = max_body_bytes
         self._cancel_signal = cancel_signal
+        self._observe = observe  # every provider call of every client (the mount's metrics)
         self._lock = threading.Lock()  # guards the three maps below
         self._clients: dict[str, tuple[str, ProviderClient, InFlight]] = {}
         self._retired: dict[str, _Retired] = {}  # by fingerprint: clients of old admin keys (rotation)
@@ -121,6 +123,7 @@ class ClientCache:
         guards = CallGuards(
             bulkhead=bulkhead,
             cancel_signal=self._cancel_signal,
+            observe=self._observe,
             max_body_bytes=self._max_body_bytes,
             default_seconds=self._call_seconds,
             in_flight=in_flight if in_flight is not None else InFlight(),

@@ -123,8 +123,10 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Issued:
             role.name,
             spec.name,
         )
+        b.metrics.failed(conn.provider, role.name, "issue")
         raise errors.for_request(exc, connection=conn.name, action="creating a key") from None
     except ProviderError as exc:
+        b.metrics.failed(conn.provider, role.name, "issue")
         delete_wal(storage, wal_id)  # a definitive failure: nothing was created
         raise errors.for_request(exc, connection=conn.name, action="creating a key") from None
 
@@ -147,6 +149,7 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Issued:
         put_json(storage, record.key, record.to_storage())
     except Exception:
         # No lease will own the key: delete it now. If that fails too, the WAL entry covers it.
+        b.metrics.failed(conn.provider, role.name, "issue")
         _discard(b, client, issued, conn)
         raise
     result = Issued(_data(issued, ref, spec), ref.to_internal(), ttl, max_ttl)
@@ -160,6 +163,7 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Issued:
         ttl,
         max_ttl,
     )
+    b.metrics.issued(conn.provider, role.name)
     return result
 
 

@@ -90,6 +90,7 @@ def renew(b: LLMBackend, req: Request) -> Response:
         _extend(b, storage, ref, record, until=now + new_ttl)
     # Vault replaces the internal data with the renew response's: revoke learns when the TTL restarted.
     lease.internal_data = {**lease.internal_data, RENEWED_AT: now}
+    b.metrics.renewed(ref.provider, ref.role)
     return b.api_key.renew_response(req, ttl=new_ttl)
 
 
@@ -112,11 +113,13 @@ def revoke(b: LLMBackend, req: Request) -> None:
             ref.role,
             ref.key_id,
         )
+        b.metrics.revoked(ref.provider, ref.role)
         return
     ended = lease_ended(lease, b.clock())
     if ended and b.deletions.connection_failing(ref.connection):
         # The provider is failing right now: queue without waiting for yet another failed call.
         _queue(b, storage, ref, ended=True, error="not tried: the connection is failing", attempted=False)
+        b.metrics.revoked(ref.provider, ref.role)
         return
     try:
         client = _client_for(b, storage, ref, action="revoke")
@@ -126,7 +129,9 @@ def revoke(b: LLMBackend, req: Request) -> None:
             b.deletions.note_failure(ref.connection, exc)
         _queue(b, storage, ref, ended=ended, error=describe(exc, _connection_or_none(b, storage, ref)))
         if ended:
+            b.metrics.revoked(ref.provider, ref.role)
             return
+        b.metrics.failed(ref.provider, ref.role, "revoke")
         raise _still_live(exc, ref, req.mount_point) from None
     b.deletions.note_success(ref.connection)
     storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
@@ -140,6 +145,7 @@ def revoke(b: LLMBackend, req: Request) -> None:
         ref.key_name,
         not existed,
     )
+    b.metrics.revoked(ref.provider, ref.role)
 
 
 def _clear_tombstone(b: LLMBackend, storage: Storage, ref: LeaseRef) -> None:
@@ -300,6 +306,7 @@ def _extend(b: LLMBackend, storage: Storage, ref: LeaseRef, record: IssuedKeyRec
             deadline=b.deadline(),
         )
     except ProviderError as exc:
+        b.metrics.failed(ref.provider, ref.role, "renew")
         raise errors.for_request(
             exc, connection=ref.connection, action="extending the key's expiry"
         ) from None

@@ -219,6 +219,7 @@ class Sweeper:
             report.orphans_too_young,
             len(report.failures),
         )
+        b.metrics.sweep_done(report)
         return report
 
     def _delete_expired(self, run: _Run, client: ProviderClient, records: list[IssuedKeyRecord]) -> None:

@@ -78,6 +78,10 @@ def _no_signal() -> CancelSignal | None:
     return None
 
 
+# Told of every logical call once it ends: (provider, op, seconds, the error or None). The mount's metrics.
+CallObserver = Callable[[str, str, float, BaseException | None], None]
+
+
 class InFlight:
     """How many calls of one client are in progress (a context manager around each call): an old admin key
     is deleted only once the calls made with it have ended (`clients.ClientCache.retire`)."""
@@ -116,6 +120,7 @@ class CallGuards:
     cancel_signal: Callable[[], CancelSignal | None] = _no_signal
     max_body_bytes: int = MAX_BODY_BYTES
     default_seconds: float = VERIFY_SECONDS
+    observe: CallObserver | None = None  # see CallObserver
     in_flight: InFlight = field(default_factory=InFlight)
 
 
@@ -254,6 +259,33 @@ class ProviderHTTP:
                     method, path, op=op, deadline=deadline, params=params, json=json, create=create
                 )
             )
+        observe = self.guards.observe
+        if observe is None:
+            return self._admitted(
+                method, path, op=op, deadline=deadline, params=params, json=json, create=create
+            )
+        started = time.perf_counter()
+        try:
+            result = self._admitted(
+                method, path, op=op, deadline=deadline, params=params, json=json, create=create
+            )
+        except BaseException as exc:
+            observe(self.provider, op, time.perf_counter() - started, exc)
+            raise
+        observe(self.provider, op, time.perf_counter() - started, None)
+        return result
+
+    def _admitted(
+        self,
+        method: str,
+        path: str,
+        *,
+        op: str,
+        deadline: float,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        create: bool,
+    ) -> Any:
         what = f"{self.provider}: {op}"
         with self.guards.in_flight, self._admission(what, deadline) as slot:
             seconds = deadline - self.retry.clock()
