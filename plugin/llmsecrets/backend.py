@@ -202,6 +202,7 @@ class LLMBackend(Backend):
             self.deletions.start(storage)
         except Exception:
             log.exception("could not load the deletion queue; the next rollback tick tries again")
+        rotation.resume(self, storage)  # old admin keys a crash left alive: nothing is in flight with them
         self.sets.start(storage)  # keys of check-out sets awaiting deactivation
 
     def handle_request(self, req: Request) -> Response | None:

@@ -15,8 +15,8 @@ admin API keys), `rotate` works in two phases:
 A crash leaves neither two live admin keys for ever nor none:
 - before the new key is stored: the WAL rollback (`settle`) finds the new key by name and deletes it
   (unless the connection already uses it: then the rotation had finished and only the entry is dropped);
-- after: the stored connection still names the old key; the periodic tick (`periodic`, on the active node)
-  deletes it (a new process has nothing in flight with it).
+- after: the stored connection still names the old key; the new plugin process deletes it when Vault
+  initializes it (`resume`), and the periodic tick (`periodic`, on the active node) is the backstop.
 The old key's value is not kept anywhere: the new key deletes it by id.
 
 Where the provider cannot make admin keys (OpenRouter management keys, made in its dashboard; xAI and
@@ -292,6 +292,24 @@ def periodic(b: LLMBackend, storage: Storage) -> None:
                 log.info("periodic admin key rotation: connection=%s key_id=%s", name, rotated.admin_key_id)
         except Exception as exc:
             log.warning("admin key rotation work failed: connection=%s: %s", name, exc)
+
+
+def resume(b: LLMBackend, storage: Storage) -> None:
+    """A new plugin process (Vault's Initialize): start phase 2 of every rotation a crash interrupted after
+    phase 1. Nothing of this process was ever in flight with an old key, so each is deleted at once."""
+    try:
+        names = connections.names(storage)
+    except Exception as exc:
+        log.warning("could not list connections to resume admin key rotations: %s", exc)
+        return
+    for name in names:
+        try:
+            conn = b.connection(storage, name)
+        except Exception as exc:
+            log.warning("could not read connection %s to resume its admin key rotation: %s", name, exc)
+            continue
+        if conn is not None and conn.previous_admin_key_id is not None:
+            _retire_later(b, storage, name, conn.previous_admin_key_id)
 
 
 def _older_than_period(b: LLMBackend, conn: ConnectionConfig) -> bool:

@@ -311,17 +311,30 @@ def test_the_rotations_thread_deletes_the_old_key_once_idle(monkeypatch: pytest.
     while emulator.admin_key_works(OLD) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not emulator.admin_key_works(OLD)
-    assert all(t.name != "retire-admin-key-openai" for t in threading.enumerate()) or _joins()
-
-
-def _joins() -> bool:
-    for t in threading.enumerate():
-        if t.name == "retire-admin-key-openai":
-            t.join(5)
-    return True
+    for thread in threading.enumerate():
+        if thread.name == "retire-admin-key-openai":
+            thread.join(5)  # it clears previous_admin_key_id after the delete
+    stored = env.backend.connection(env.storage, "openai")
+    assert stored is not None and stored.previous_admin_key_id is None
 
 
 def test_rotate_is_an_update_on_its_own_path(env: Env) -> None:
     routed = env.backend.route("config/openai/rotate")
     assert routed is not None and Operation.UPDATE in routed[0].operations
     assert "admin key" in (routed[0].synopsis or "")
+
+
+def test_a_new_plugin_process_finishes_phase_two_on_initialize(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = Env()
+    env.connect("openai")
+    monkeypatch.setattr(rotation, "_retire_later", lambda *_: None)  # the crash: phase 2 never ran
+    env.write("config/openai/rotate")
+    monkeypatch.undo()
+    emulator = env.emus["openai"]
+    assert isinstance(emulator, OpenAIEmulator) and emulator.admin_key_works(OLD)
+    env.backend.clients.clear()  # a new process: nothing set aside, nothing in flight
+    env.backend.initialize(env.storage)
+    wait_start = time.monotonic()
+    while emulator.admin_key_works(OLD) and time.monotonic() - wait_start < 10:
+        time.sleep(0.05)
+    assert not emulator.admin_key_works(OLD) and len(emulator.live_admin_keys()) == 1
