@@ -40,6 +40,7 @@ from vaultplugin.framework import (
     VaultError,
     get_json,
     list_leaves,
+    runtime,
 )
 
 from llmsecrets import connections
@@ -176,14 +177,18 @@ class _Kill:
         self._failing: dict[str, str] = {}  # connection -> the connection-wide failure seen
         self._counts: Counter[str] = Counter()
 
+    def _all(self, storage_keys: list[str]) -> list[str]:
+        with ThreadPoolExecutor(
+            max_workers=min(CONCURRENCY, len(storage_keys)), thread_name_prefix="llm-revoke-keys"
+        ) as pool:
+            return list(pool.map(self._one, storage_keys))
+
     def run(self) -> dict[str, Any]:
         storage_keys = self._index_keys()
         if storage_keys:
-            with ThreadPoolExecutor(
-                max_workers=min(CONCURRENCY, len(storage_keys)), thread_name_prefix="llm-revoke-keys"
-            ) as pool:
-                for outcome in pool.map(self._one, storage_keys):
-                    self._counts[outcome] += 1
+            # The handler runs on the hub: the pool's deletions are waited for on a thread of its own.
+            for outcome in runtime.run_blocking(lambda: self._all(storage_keys)):
+                self._counts[outcome] += 1
         seconds = time.monotonic() - self._started
         counts = self._counts
         found = counts[DELETED] + counts[ALREADY_GONE] + counts[QUEUED] + counts[FAILED]

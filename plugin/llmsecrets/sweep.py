@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_wal, put_json
+from vaultplugin.framework import Request, get_json, get_wal, list_leaves, list_wal, put_json, runtime
 from vaultplugin.framework.wal import WalDecodeError
 
 from llmsecrets import connections
@@ -132,8 +132,9 @@ class Sweeper:
             self._run_lock.release()
 
     def run(self, storage: Storage) -> SweepReport:
-        """Sweep now (for `tidy`), waiting for a periodic sweep already under way."""
-        if not self._run_lock.acquire(timeout=TIDY_WAIT_SECONDS):
+        """Sweep now (for `tidy`), waiting for a periodic sweep already under way (on a pool thread: the
+        wait may be long, and `tidy` runs on the hub)."""
+        if not runtime.run_blocking(lambda: self._run_lock.acquire(timeout=TIDY_WAIT_SECONDS)):
             raise SweepBusy("another sweep is still running")
         try:
             return self._run(storage, self._b.sweep_config(storage), self._b.clock())

@@ -42,7 +42,7 @@ class PluginBackend(Protocol):
 
     def handle_request(self, req: Request) -> Response | None: ...
 
-    def is_cooperative(self, operation: str, path: str) -> bool: ...
+    def runs_on_hub(self, operation: str) -> bool: ...
 
     def handle_existence_check(self, req: Request) -> tuple[bool, bool]: ...
 
@@ -219,7 +219,7 @@ class PluginServer:
 
         def when_the_backend_says(args: Any) -> bool:
             backend = self._backend
-            return backend is not None and backend.is_cooperative(args.request.operation, args.request.path)
+            return backend is not None and backend.runs_on_hub(args.request.operation)
 
         return {
             "/pb.Backend/Setup": unary(self.setup, pb.SetupArgs),

@@ -37,6 +37,7 @@ _WRITES = (Operation.CREATE, Operation.UPDATE)
 _PATH_OPERATIONS = frozenset(
     (Operation.CREATE, Operation.READ, Operation.UPDATE, Operation.PATCH, Operation.DELETE, Operation.LIST)
 )
+_ON_HUB = _PATH_OPERATIONS | {Operation.RENEW, Operation.REVOKE, Operation.RESOLVE_PATH}
 
 
 class BackendType(IntEnum):
@@ -75,9 +76,6 @@ class Backend:
             raise ValueError("wal_rollback needs the WAL kinds it understands (wal_kinds)")
         self.paths: tuple[Path, ...] = tuple(paths)
         self.secrets: dict[str, SecretType] = {s.name: s for s in secrets}
-        # A renew or revoke names its type in the lease's internal data, decoded only once the call runs:
-        # it may go on the hub when every type may.
-        self._secrets_cooperative = bool(secrets) and all(s.cooperative for s in secrets)
         self.help = help
         self.backend_type = backend_type
         self.running_version = running_version
@@ -134,21 +132,12 @@ class Backend:
                 return candidate, captures
         return None
 
-    def is_cooperative(self, operation: str, path: str) -> bool:
-        """May this request run on the hub? resolve-path is routing only; path operations say so themselves,
-        renew and revoke when every secret type says so; rollback and help run on threads (periodic work,
-        large documents)."""
-        if operation == Operation.RESOLVE_PATH:
-            return True
-        if operation in (Operation.RENEW, Operation.REVOKE):
-            return self._secrets_cooperative
-        if operation not in _PATH_OPERATIONS:
-            return False
-        routed = self.route(path)
-        if routed is None:
-            return True  # answered 404 at once
-        spec = routed[0].spec_for(operation)
-        return spec is not None and spec.cooperative
+    def runs_on_hub(self, operation: str) -> bool:
+        """May this request run on the plugin's hub? Every handler an engine writes does (path operations,
+        renew, revoke), and so does routing: a handler blocks only through `framework.runtime`, whose waits
+        suspend it there, so no handler needs to say where it runs. The rollback (periodic work that may run
+        long) and help (large documents) run on pool threads."""
+        return operation in _ON_HUB
 
     def secret(self, name: str) -> SecretType | None:
         return self.secrets.get(name)

@@ -5,6 +5,8 @@
 - `run_blocking(fn, deadline)`: anything that blocks otherwise (DNS, a library's own waits) runs on a pool
   thread while a call on the hub is suspended; elsewhere right here.
 - `on_hub()`: is the running call on the hub (so a blocking call must go through `run_blocking`)?
+- `CallLock`: a mutex a handler may hold across its calls to Vault (a `threading.Lock` held across one
+  deadlocks the hub when a second call on the hub asks for it).
 - `defer(fn)`: work left for after the call's reply has been sent.
 - `current_cancellation()`: the host's cancellation of the running call (None outside a call).
 - `CALL_THREADS`: how many pool threads run calls (a bound for per-connection bulkheads).
@@ -19,7 +21,7 @@ from vaultplugin.transport.after_reply import defer
 from vaultplugin.transport.cancellation import Cancellation
 from vaultplugin.transport.cancellation import current as current_cancellation
 from vaultplugin.transport.grpc_server import CALL_THREADS
-from vaultplugin.transport.hub import current_hub, run_blocking, wait_readable, wait_writable
+from vaultplugin.transport.hub import CallLock, current_hub, run_blocking, wait_readable, wait_writable
 
 
 def on_hub() -> bool:
@@ -29,6 +31,7 @@ def on_hub() -> bool:
 
 __all__ = [
     "CALL_THREADS",
+    "CallLock",
     "Cancellation",
     "current_cancellation",
     "defer",

@@ -259,6 +259,62 @@ class Hub:
                     _guarded(timer.fn, ())
 
 
+class CallLock:
+    """A mutex that a call may hold across its waits for Vault (a storage call).
+
+    A `threading.Lock` held across such a wait deadlocks the hub: the holder is suspended on the hub's
+    thread, and the next call on the hub that asks for the lock blocks that thread, so the holder never
+    resumes. Here a call on the hub that finds the lock held is suspended until the lock is handed to it;
+    elsewhere (a pool thread) the caller blocks as with `threading.Lock`. Handed over in arrival order.
+    No timeout: hold it only around memory and calls to Vault, never around a provider call.
+    """
+
+    __slots__ = ("_held", "_state", "_waiters")
+
+    def __init__(self) -> None:
+        self._state = threading.Lock()
+        self._held = False
+        self._waiters: collections.deque[Callable[[], None]] = collections.deque()
+
+    def acquire(self) -> None:
+        hub = current_hub()
+        event: threading.Event | None = None
+        with self._state:
+            if not self._held:
+                self._held = True
+                return
+            if hub is None:
+                event = threading.Event()
+                self._waiters.append(event.set)
+            else:
+                waiter = greenlet.getcurrent()
+                self._waiters.append(lambda: hub.call_soon_threadsafe(hub._run_segment, waiter))
+        # Resumed only by `release`, which hands the lock over (it stays held). The hand-over is run by the
+        # hub's loop, so it cannot reach this call before the call has suspended.
+        if event is not None:
+            event.wait()
+        else:
+            assert hub is not None and hub._main is not None
+            hub._main.switch()
+
+    def release(self) -> None:
+        with self._state:
+            if not self._held:
+                raise RuntimeError("release of a CallLock that is not held")
+            if not self._waiters:
+                self._held = False
+                return
+            hand_over = self._waiters.popleft()
+        hand_over()
+
+    def __enter__(self) -> CallLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
 def _guarded(fn: Callable[..., None], args: tuple[Any, ...]) -> None:
     try:
         fn(*args)

@@ -12,7 +12,6 @@ from vaultplugin.framework import (
     Path,
     Request,
     Response,
-    SecretType,
     UnsupportedOperation,
     UnsupportedPath,
     VaultError,
@@ -182,38 +181,21 @@ def test_lifecycle_hooks() -> None:
     assert events == ["init", "inv:config", "clean"]
 
 
-def test_only_path_operations_marked_cooperative_may_run_on_the_hub(sample: Sample) -> None:
+def test_every_handler_runs_on_the_hub_but_rollback_and_help(sample: Sample) -> None:
+    """No handler says where it runs: it blocks only through framework.runtime, which suspends it on the hub.
+    Rollback (periodic work that may run long) and help (large documents) run on pool threads."""
     backend = sample.backend
-    assert backend.is_cooperative("resolve-path", "creds/x")  # routing only
-    assert backend.is_cooperative("update", "roles/a")
-    assert backend.is_cooperative("create", "roles/a")  # create falls back to the update handler
-    assert not backend.is_cooperative("read", "roles/a")  # not marked
-    assert not backend.is_cooperative("read", "creds/a")
-    assert backend.is_cooperative("read", "no/such/path")  # a 404 answered at once
-    for operation in ("rollback", "help", "renew", "revoke"):
-        assert not backend.is_cooperative(operation, "")
-        assert not backend.is_cooperative(operation, "roles/a")
-
-
-def test_renew_and_revoke_run_on_the_hub_only_when_every_secret_type_is_cooperative() -> None:
-    def handler(req: Request, d: FieldData) -> None:
-        return None
-
-    both = Backend(
-        paths=[],
-        secrets=[
-            SecretType(name="a", revoke=handler, cooperative=True),
-            SecretType(name="b", revoke=handler, cooperative=True),
-        ],
-    )
-    mixed = Backend(
-        paths=[],
-        secrets=[
-            SecretType(name="a", revoke=handler, cooperative=True),
-            SecretType(name="b", revoke=handler),
-        ],
-    )
-    for operation in ("renew", "revoke"):
-        assert both.is_cooperative(operation, "")
-        assert not mixed.is_cooperative(operation, "")  # the lease's type is not known before the call runs
-    assert not both.is_cooperative("rollback", "")
+    for operation in (
+        "resolve-path",
+        "create",
+        "read",
+        "update",
+        "patch",
+        "delete",
+        "list",
+        "renew",
+        "revoke",
+    ):
+        assert backend.runs_on_hub(operation), operation
+    for operation in ("rollback", "help"):
+        assert not backend.runs_on_hub(operation), operation

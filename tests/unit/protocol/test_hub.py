@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from vaultplugin.transport.hub import Hub, current_hub, run_blocking, wait_readable, wait_writable
+from vaultplugin.transport.hub import CallLock, Hub, current_hub, run_blocking, wait_readable, wait_writable
 
 
 @pytest.fixture
@@ -257,3 +257,62 @@ def test_outside_the_hub_waits_take_descriptors_past_select_s_limit() -> None:
     finally:
         mine.close()
         theirs.close()
+
+
+def test_a_call_lock_held_across_a_wait_suspends_the_next_call_instead_of_the_hub(hub: Hub) -> None:
+    """Two calls on the hub take one lock, the first holding it across a wait (as across a storage call):
+    the second is suspended until the lock is handed to it, and other calls run meanwhile. A threading.Lock
+    here would block the hub's thread for good."""
+    lock = CallLock()
+    mine, theirs = socket.socketpair()
+    log: list[str] = []
+    done = threading.Event()
+    other_ran = threading.Event()
+
+    def holder() -> None:
+        with lock:
+            log.append("holder has it")
+            assert wait_readable(mine, time.monotonic() + 5)
+            log.append("holder releases")
+
+    def second() -> None:
+        with lock:
+            log.append("second has it")
+        done.set()
+
+    on_hub(hub, holder)
+    on_hub(hub, second)
+    on_hub(hub, lambda: (log.append("other call"), other_ran.set()))
+    wait_for(other_ran)
+    theirs.send(b"x")
+    wait_for(done)
+    assert log == ["holder has it", "other call", "holder releases", "second has it"]
+    mine.close()
+    theirs.close()
+
+
+def test_a_call_lock_is_shared_by_calls_on_the_hub_and_threads_in_arrival_order(hub: Hub) -> None:
+    lock = CallLock()
+    order: list[str] = []
+    lock.acquire()  # held by this (test) thread
+    on_hub_waiting = threading.Event()
+    done = threading.Event()
+
+    def on_the_hub() -> None:
+        on_hub_waiting.set()
+        with lock:
+            order.append("hub call")
+        done.set()
+
+    on_hub(hub, on_the_hub)
+    wait_for(on_hub_waiting)
+    thread = threading.Thread(target=lambda: (lock.acquire(), order.append("thread"), lock.release()))
+    time.sleep(0.05)  # the hub call asked first
+    thread.start()
+    order.append("test thread releases")
+    lock.release()
+    wait_for(done)
+    thread.join(5)
+    assert order == ["test thread releases", "hub call", "thread"]
+    with pytest.raises(RuntimeError):
+        lock.release()
