@@ -53,11 +53,13 @@ from llmsecrets import (
     path_roles,
     path_rotate,
     path_sets,
+    path_spend,
     path_tidy,
     rollback,
     rotation,
     secret_api_key,
     secret_checkout,
+    spend,
     sweep,
 )
 from llmsecrets.clients import ClientCache, TransportFactory
@@ -152,6 +154,7 @@ class LLMBackend(Backend):
         self._standby: bool | None = None
         self.sweeper = sweep.Sweeper(self)
         self.deletions = deletions.DeletionQueue(self, background=background_deletions)
+        self.spend = spend.SpendLedger(self)
         self.api_key = secret_api_key.api_key_secret(self)
         self.sets = checkout_sets.CheckoutSets(self, background=background_deletions)
         self.checkout = secret_checkout.checkout_secret(self)
@@ -165,6 +168,7 @@ class LLMBackend(Backend):
                 *path_creds.paths(self),
                 *path_tidy.paths(self),
                 *path_deletions.paths(self),
+                *path_spend.paths(self),
                 *path_sets.paths(self),
                 *path_metrics.paths(self),
             ],
@@ -224,6 +228,10 @@ class LLMBackend(Backend):
         except Exception:
             log.exception("deletion queue tick failed")
         try:
+            self.spend.tick(storage)
+        except Exception:
+            log.exception("spend tick failed")
+        try:
             self.sets.tick(storage)
         except Exception:
             log.exception("check-out sets tick failed")
@@ -279,6 +287,7 @@ class LLMBackend(Backend):
     def _on_clean(self) -> None:
         self._standby = None
         self.deletions.stop()
+        self.spend.clear()
         self.sets.stop()
         self.clients.clear()
         with self._cache_lock:
@@ -294,6 +303,8 @@ class LLMBackend(Backend):
             self.forget_role(key.removeprefix(ROLES_PREFIX))
         elif key == SWEEP_CONFIG_KEY:
             self.forget_sweep_config()
+        elif key == spend.CONFIG_KEY:
+            self.spend.forget_config()
 
     # --- helpers for handlers ------------------------------------------------------------------------------
 

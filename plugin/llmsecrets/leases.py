@@ -45,7 +45,7 @@ from vaultplugin.framework import (
 )
 from vaultplugin.framework.runtime import defer
 
-from llmsecrets import connections, errors
+from llmsecrets import connections, errors, spend
 from llmsecrets.connections import Unusable, UnusableConnection
 from llmsecrets.deletions import connection_wide, describe
 from llmsecrets.models import ConnectionConfig, DeletionReason, IssuedKeyRecord, LeaseRef, RecordError
@@ -121,13 +121,16 @@ def revoke(b: LLMBackend, req: Request) -> None:
         _queue(b, storage, ref, ended=True, error="not tried: the connection is failing", attempted=False)
         b.metrics.revoked(ref.provider, ref.role)
         return
+    reading: spend.Reading | None = None
     try:
         client = _client_for(b, storage, ref, action="revoke")
+        reading = b.spend.read(storage, client, ref)  # first: a deleted key reports nothing
         existed = client.delete_key(ref.key_id, scope=ref.scope, deadline=b.deadline())
     except (ProviderError, VaultError) as exc:
         if isinstance(exc, ProviderError) and connection_wide(exc):
             b.deletions.note_failure(ref.connection, exc)
         _queue(b, storage, ref, ended=ended, error=describe(exc, _connection_or_none(b, storage, ref)))
+        b.spend.keep(storage, ref, lease, reading)
         if ended:
             b.metrics.revoked(ref.provider, ref.role)
             return
@@ -145,6 +148,7 @@ def revoke(b: LLMBackend, req: Request) -> None:
         ref.key_name,
         not existed,
     )
+    b.spend.keep(storage, ref, lease, reading)
     b.metrics.revoked(ref.provider, ref.role)
 
 

@@ -200,7 +200,7 @@ def _work_for_the_rollback_tick(cluster: Cluster) -> dict[str, str]:
     expired = env.creds(cluster.role)
     queued = env.creds(cluster.role)
     env.clock.advance(3600 + 600)  # past both leases' max TTL and the sweep's grace
-    emulator.faults.server_error(times=2, status=503)  # the call and its one retry
+    emulator.faults.server_error(times=2, status=503, op="delete")  # the delete and its one retry
     env.revoke(queued)  # the lease ended: queued for the retrier
     assert len(list_wal(cluster.shared)) == 1
     assert [r.key_id for r in env.backend.deletions.listing(cluster.shared)] == [queued.data["key_id"]]
