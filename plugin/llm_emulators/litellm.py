@@ -18,12 +18,20 @@ Wire contract (the proxy's own URL, no prefix; ``Authorization: Bearer <master k
 
 Errors: ``{"error": {"message", "type", "param", "code": "<status as string>"}}``; request validation
 errors are FastAPI's 422 ``{"detail": [...]}``.
+
+Admin keys: besides the master key, a virtual key whose ``user_id`` names a user with the ``proxy_admin`` role
+(``add_user``, as ``/user/new`` would make one) is let into the management routes; other virtual keys are
+refused there (the real proxy lets an internal user manage its own keys: the emulator is stricter). A deleted,
+blocked or expired key is refused at once. ``GET /key/info`` without ``key`` answers for the calling key
+(404 for the master key, which the proxy does not store).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -31,6 +39,7 @@ import httpx
 from .core import (
     BodyError,
     Emulator,
+    FaultKind,
     JSONDict,
     KeyRecord,
     Request,
@@ -100,6 +109,41 @@ class LiteLLMEmulator(Emulator):
     path_prefix: ClassVar[str] = ""
     DEFAULT_ADMIN_KEY: ClassVar[str] = "sk-emulator:default-master-key"
     DEFAULT_LIST_SIZE: ClassVar[int] = 10
+
+    def __init__(self, admin_key: str | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(admin_key, clock=clock)
+        self._users: dict[str, str] = {}  # user id -> user_role
+
+    # ---- users and admin keys
+
+    def add_user(self, user_id: str, role: str = "proxy_admin") -> None:
+        """A user of the proxy with `role` (``proxy_admin``, ``internal_user``...), as ``/user/new`` makes."""
+        with self._lock:
+            self._users[user_id] = role
+
+    def admin_key_works(self, value: str) -> bool:
+        """Would a management call with this key be let in: the master key, or a live proxy_admin key?"""
+        with self._lock:
+            return self.is_admin_token(value) or self._admin_virtual_key(value) is not None
+
+    def _admin_virtual_key(self, token: str) -> KeyRecord | None:
+        rec = self._lookup_secret(token)
+        if rec is None or rec.deleted or rec.disabled or rec.expired_at(self.now()):
+            return None
+        return rec if self._users.get(rec.extra.get("user_id") or "") == "proxy_admin" else None
+
+    def _check_admin_auth(self, req: Request, op: str) -> httpx.Response | None:
+        token = req.token
+        if not token:
+            return self._err_missing_auth()
+        if self.is_admin_token(token) or self._admin_virtual_key(token) is not None:
+            if self.faults.take(FaultKind.REVOKE_ADMIN_KEY, op) is not None:
+                return self._err_invalid_auth()
+            return None
+        rec = self._lookup_secret(token)
+        if rec is not None and not rec.deleted:
+            return self._err_issued_key_on_admin()
+        return self._err_invalid_auth()
 
     # ---- records
 

@@ -1,7 +1,8 @@
 """Admin-key rotation: a connection's admin key replaced by a new one the provider makes, without downtime.
 
 Where the provider's admin API makes admin keys (`providers.base.AdminKeyRotation`: OpenAI's organization
-admin API keys), `rotate` works in two phases:
+admin API keys; a LiteLLM proxy's virtual keys of a proxy_admin user, but not its master key, which lives in
+the proxy's config), `rotate` works in two phases:
 
 1. a WAL entry (`PendingAdminKey`: the new key's unique name) is written BEFORE the provider creates the new
    key; the key is checked with a harmless call through a new client; then the old key's client is set
@@ -136,6 +137,14 @@ def rotate(b: LLMBackend, storage: Storage, name: str, *, mount: str = "<mount>/
         conn = b.connection(storage, name) or conn
         client = _rotator(b, conn, mount)
     old_id = conn.admin_key_id or client.own_admin_key_id(deadline=b.deadline())
+    if old_id is None and conn.provider == "litellm":
+        raise RotationError(
+            f"connection {name!r}: the stored admin key is not a virtual key the proxy stores (it is the "
+            "master key, set in the proxy's config, which LiteLLM's API cannot delete), so the engine does "
+            "not rotate it. Generate a virtual key for a user with the proxy_admin role (POST /key/generate "
+            f'{{"user_id": "<admin user>"}}), write it with `bao write {mount}config/{name} admin_key=...`, '
+            "and rotate from then on; keep the master key out of Vault"
+        )
     if old_id is None:
         raise RotationError(
             f"connection {name!r}: cannot tell which of the {conn.provider} admin keys is the one stored, so "

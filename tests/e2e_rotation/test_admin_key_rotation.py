@@ -7,6 +7,8 @@
   deleted yet): with no request sent, the plugin OpenBao restarts on its rollback tick deletes the old key,
   one admin key is left, and creds work;
 - a new key that fails its check is deleted again and the old one stays in use;
+- LiteLLM: a virtual key of a proxy_admin user is rotated the same way (the master key is refused, saying
+  why);
 - OpenRouter cannot make management keys: rotate answers 400 saying how to rotate by hand, and a written
   key that fails its check leaves the old one in place.
 """
@@ -17,10 +19,11 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 from devkit.bao import BaoServer
 from engine_support import BuiltEngine, EngineMount, Unmounter, VaultApi, engine_mount, errors_of
-from llm_emulators import OpenAIEmulator
+from llm_emulators import LiteLLMEmulator, OpenAIEmulator
 from llm_emulators.core import Fault
 from rotation_support import Load, admin_status, kill_tree, plugin_roots, wait_until
 
@@ -150,3 +153,32 @@ def test_openrouter_cannot_rotate_and_says_how(bao: BaoServer, api: VaultApi, un
 
         status, body = mount.write("config/main", rotation_period="30d")
         assert status == 400 and "rotation_period" in errors_of(body), body
+
+
+def test_litellm_rotates_a_proxy_admin_virtual_key(
+    bao: BaoServer, api: VaultApi, unmounter: Unmounter
+) -> None:
+    with engine_mount(bao, api, unmounter, "litellm", "virtual-admin") as mount:
+        emulator = mount.emulator
+        assert isinstance(emulator, LiteLLMEmulator)
+        mount.configure()  # with the proxy's master key: not rotated
+        status, body = mount.write("config/main/rotate")
+        assert status == 400 and "master key" in errors_of(body), body
+
+        emulator.add_user("vault-admin")  # a proxy_admin user, and a virtual key of it made by the operator
+        resp = httpx.post(
+            mount.emu_server.url + "/key/generate",
+            headers={"Authorization": f"Bearer {mount.admin_key}"},
+            json={"key_alias": "vault-admin-key", "user_id": "vault-admin"},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+        old = resp.json()["key"]
+        mount.must_write("config/main", admin_key=old)
+        mount.add_role("app")
+        status, body = mount.write("config/main/rotate")
+        assert status == 200, body
+        wait_until("the old virtual admin key deleted", lambda: not emulator.admin_key_works(old), 70)
+        new_id = body["data"]["admin_key_id"]
+        assert emulator.find_key(new_id) is not None  # the new admin key, alive at the proxy
+        assert mount.infer(mount.creds("app").api_key) == 200

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 from engine_env import ADMIN_KEYS, Env
-from llm_emulators import OpenAIEmulator
+from llm_emulators import LiteLLMEmulator, OpenAIEmulator
 from llmsecrets import rotation
 from llmsecrets.models import ConnectionConfig, PendingAdminKey, WalKind
 from llmsecrets.providers.http import InFlight
@@ -338,3 +338,42 @@ def test_a_new_plugin_process_finishes_phase_two_on_initialize(monkeypatch: pyte
     while emulator.admin_key_works(OLD) and time.monotonic() - wait_start < 10:
         time.sleep(0.05)
     assert not emulator.admin_key_works(OLD) and len(emulator.live_admin_keys()) == 1
+
+
+# --- LiteLLM: virtual keys of a proxy_admin user ----------------------------------------------------------
+
+
+def litellm_admin_key(env: Env) -> str:
+    """A virtual key of a proxy_admin user, made with the master key as an operator would."""
+    emulator = env.emus["litellm"]
+    assert isinstance(emulator, LiteLLMEmulator)
+    emulator.add_user("vault-admin")
+    with emulator.client(headers={"Authorization": f"Bearer {ADMIN_KEYS['litellm']}"}) as http:
+        resp = http.post("/key/generate", json={"key_alias": "dashboard-admin", "user_id": "vault-admin"})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["key"])
+
+
+def test_litellm_rotates_a_proxy_admin_virtual_key(env: Env) -> None:
+    emulator = env.emus["litellm"]
+    assert isinstance(emulator, LiteLLMEmulator)
+    old = litellm_admin_key(env)
+    env.connect("litellm", admin_key=old)
+    env.role("litellm", name="lt")
+    env.write("config/litellm/rotate")
+    new = env.backend.connection(env.storage, "litellm")
+    assert new is not None and new.admin_key != old and emulator.admin_key_works(new.admin_key)
+    assert emulator.find_key(new.admin_key_id or "") is not None
+    env.creds("lt")
+    rotation.periodic(env.backend, env.storage)
+    assert not emulator.admin_key_works(old) and emulator.admin_key_works(new.admin_key)
+    env.clock.advance(3600)  # an orphan of this mount this old would be swept
+    env.write("tidy")  # the sweep never takes an admin key (its name is not under the mount's key prefix)
+    assert emulator.admin_key_works(new.admin_key)
+
+
+def test_litellm_master_key_is_not_rotated_and_the_answer_says_why(env: Env) -> None:
+    env.connect("litellm")
+    with pytest.raises(BadRequest, match=r"master key.*proxy_admin"):
+        env.write("config/litellm/rotate")
+    assert len(env.live("litellm")) == 0  # nothing was created

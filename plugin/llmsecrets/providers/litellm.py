@@ -13,6 +13,12 @@ Wire contract (base = the proxy's URL, `Authorization: Bearer <master key>`):
   a full key object (`token`/`token_id`, `key_alias`, `created_at`) or a bare token hash, in which
   case `GET /key/info?key=<hash>` fills in the alias.
 - verify: `GET /key/list?page=1&size=1`.
+
+Admin keys (`config/<name>/rotate`, `base.AdminKeyRotation`): a virtual key acts as an admin key when its user
+has the `proxy_admin` role. `GET /key/info` (no `key`: the calling key) -> `{"info": {"user_id", ...}}`; 404
+for the master key, which is set in the proxy's config, not stored, so the API cannot delete it
+(`own_admin_key_id` is then None). A new admin key is `POST /key/generate` `{"key_alias", "user_id": the
+calling key's user}`; it is deleted by `token_id` through `/key/delete` and found by alias in `/key/list`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 import httpx
 
 from .base import SPEND_LIVE, Capabilities, IssuedKey, KeySpec, ProviderKey, SecretStr
-from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound
+from .errors import CreateOutcomeUnknown, ProviderBadResponse, ProviderNotFound, ProviderRejected
 from .http import CallGuards, ProviderHTTP, as_list, as_object, opt_str, parse_time, req_str
 from .retry import RetryPolicy
 from .usage import usd_of
@@ -78,6 +84,7 @@ class LiteLLMClient:
             guards=guards,
         )
         self._page_size = max(1, min(page_size, PAGE_SIZE))
+        self._admin_key = admin_key if isinstance(admin_key, SecretStr) else SecretStr(admin_key)
 
     def __repr__(self) -> str:
         return f"LiteLLMClient(base_url={self._http.base_url!r})"
@@ -94,6 +101,64 @@ class LiteLLMClient:
             params={"page": 1, "size": 1},
             deadline=deadline if deadline is not None else self._http.default_deadline(),
         )
+
+    # ---- admin keys
+
+    def _own_info(self, *, deadline: float) -> dict[str, Any] | None:
+        """`/key/info` of the calling key; None if the proxy does not store it (the master key)."""
+        op = "read the admin key's info"
+        try:
+            body = as_object(self._http.call("GET", "/key/info", op=op, deadline=deadline), self.name, op)
+        except ProviderNotFound as exc:
+            if exc.api_error:
+                return None
+            raise
+        info = body.get("info")
+        return info if isinstance(info, dict) else {}
+
+    def own_admin_key_id(self, *, deadline: float) -> str | None:
+        if self._own_info(deadline=deadline) is None:
+            return None
+        return hashlib.sha256(self._admin_key.reveal().encode()).hexdigest()  # LiteLLM's token_id
+
+    def create_admin_key(self, name: str, *, deadline: float) -> IssuedKey:
+        info = self._own_info(deadline=deadline)
+        user_id = opt_str(info, "user_id") if info is not None else None
+        if not user_id:
+            raise ProviderRejected(
+                self.name,
+                f"{self.name}: the admin key is not a virtual key of a proxy_admin user (the master key, or "
+                "a key without a user), so no admin key can be made in its user's name",
+                400,
+            )
+        op = "generate admin key"
+        body = self._http.call(
+            "POST",
+            "/key/generate",
+            op=op,
+            json={"key_alias": name, "user_id": user_id},
+            deadline=deadline,
+            create=True,
+        )
+        try:
+            data = as_object(body, self.name, op)
+            secret = req_str(data, "key", self.name, op)
+        except ProviderBadResponse as exc:
+            raise CreateOutcomeUnknown(self.name, exc.message + "; the admin key may exist") from None
+        return IssuedKey(
+            key_id=opt_str(data, "token_id") or hashlib.sha256(secret.encode()).hexdigest(),
+            key_name=opt_str(data, "key_alias") or name,
+            api_key=SecretStr(secret),
+            expires_at=parse_time(data.get("expires")),
+            scope="",
+            created_at=parse_time(data.get("created_at")) or datetime.now(UTC),
+        )
+
+    def delete_admin_key(self, key_id: str, *, deadline: float) -> bool:
+        return self.delete_key(key_id, deadline=deadline)
+
+    def find_admin_keys(self, name: str, *, deadline: float) -> list[ProviderKey]:
+        return [key for key in self.find_keys(name, deadline=deadline) if key.name == name]
 
     def create_key(self, spec: KeySpec, *, deadline: float) -> IssuedKey:
         op = "generate key"
