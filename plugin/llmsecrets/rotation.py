@@ -60,6 +60,10 @@ POLL_SECONDS = 0.25
 # the mount's key prefix (`vault-<8 hex>-`), so the orphan sweep never takes one for a lost lease key.
 ADMIN_KEY_NAME_START = "vault-admin-"
 
+# (backend, connection) of the rotations running in this process.
+_running: set[tuple[int, str]] = set()
+_running_lock = threading.Lock()
+
 # How to rotate by hand, for providers whose admin API cannot make admin keys.
 BY_HAND = {
     "openrouter": "OpenRouter management keys are made in its dashboard only",
@@ -121,8 +125,24 @@ def admin_key_name(b: LLMBackend, conn: ConnectionConfig, now: float) -> str:
 
 def rotate(b: LLMBackend, storage: Storage, name: str, *, mount: str = "<mount>/") -> Rotated:
     """Replace the admin key of connection `name` (phase 1) and start phase 2. Raises RotationError (a 400:
-    unsupported, unknown connection or old key id, a previous rotation still in its overlap),
-    ProviderError from the provider, UnusableConnection for settings the provider layer refuses."""
+    unsupported, unknown connection or old key id, a previous rotation still in its overlap or another one
+    running), ProviderError from the provider, UnusableConnection for settings the provider layer refuses."""
+    # Two rotations of one connection at once would each store their own new key, and the first one's would
+    # be left alive. Only the active node rotates, so a lock in this process is enough; it is never waited
+    # for (the rollback tick may run on the hub, where a wait would hold up every call).
+    key = (id(b), name)
+    with _running_lock:
+        if key in _running:
+            raise RotationError(f"connection {name!r}: a rotation of its admin key is running; try again")
+        _running.add(key)
+    try:
+        return _rotate(b, storage, name, mount)
+    finally:
+        with _running_lock:
+            _running.discard(key)
+
+
+def _rotate(b: LLMBackend, storage: Storage, name: str, mount: str) -> Rotated:
     conn = b.connection(storage, name)
     if conn is None:
         raise RotationError(f"no connection {name!r}: write config/{name} first")

@@ -377,3 +377,16 @@ def test_litellm_master_key_is_not_rotated_and_the_answer_says_why(env: Env) -> 
     with pytest.raises(BadRequest, match=r"master key.*proxy_admin"):
         env.write("config/litellm/rotate")
     assert len(env.live("litellm")) == 0  # nothing was created
+
+
+def test_a_second_rotation_while_one_runs_is_refused(env: Env) -> None:
+    emu(env).faults.latency(1.0, times=1, op="create")  # the first rotation's create takes a second
+    first = threading.Thread(target=lambda: rotate(env))
+    first.start()
+    time.sleep(0.3)
+    with pytest.raises(BadRequest, match="a rotation of its admin key is running"):
+        rotate(env)
+    first.join(10)
+    new = conn(env)
+    assert new.admin_key != OLD
+    assert {k for k, _ in emu(env).live_admin_keys()} == {new.admin_key_id, new.previous_admin_key_id}
