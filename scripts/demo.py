@@ -3,6 +3,8 @@
 Steps: start an emulator (a separate process, `python -m llm_emulators`), start a real OpenBao dev server,
 build the plugin and register it by sha256, enable it at llm/, write a connection and a 30-second role,
 read a key and use it, revoke its lease and see it rejected, read a second key and let its lease expire.
+With `--provider anthropic` (which cannot mint keys) the role is a check-out set of two keys made "in the
+console" instead: a check-out activates a key, revoke and expiry deactivate it and return it to the set.
 Keys are never printed in full. Everything started here is stopped by PID in `finally` (also on Ctrl-C).
 """
 
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +50,7 @@ class Provider:
     connection: dict[str, Any] = field(default_factory=dict)
     role: dict[str, Any] = field(default_factory=dict)
     admin_key_name: str = "admin key"
+    serves: str = "the provider's key-management API and chat completions"
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -66,7 +69,15 @@ PROVIDERS: dict[str, Provider] = {
         role={"spend_limit": 1, "models": "gpt-4o-mini"},
         admin_key_name="master key",
     ),
+    # No roles: a check-out set of pre-made keys (run_anthropic).
+    "anthropic": Provider(
+        "Anthropic",
+        "sk-ant-admin01-",
+        "claude-sonnet-4-5",
+        serves="the Admin API (list, get, switch keys on and off) and /v1/messages",
+    ),
 }
+SET = "team"
 
 
 class DemoError(Exception):
@@ -166,6 +177,30 @@ class EmulatorProcess:
         led = self.ledger()
         return f"provider ledger: {led['created']} created, {led['deleted']} deleted, {led['live']} live"
 
+    def add_console_key(self, name: str) -> tuple[str, str]:
+        """Make an API key as an operator does in Anthropic's console (the emulator's control endpoint):
+        (its id, its value)."""
+        resp = self._http.post(f"{self.url}/_emulator/keys", json={"name": name, "status": "active"})
+        body = resp.raise_for_status().json()
+        return str(body["id"]), str(body["value"])
+
+    def key_status(self, key_id: str) -> str:
+        resp = self._http.get(f"{self.url}/_emulator/keys/{key_id}")
+        return str(resp.raise_for_status().json()["status"])
+
+    def statuses_text(self) -> str:
+        state = self._http.get(f"{self.url}/_emulator/state").raise_for_status().json()
+        keys = state["anthropic_keys"]
+        active = sum(k["status"] == "active" for k in keys)
+        return f"provider: {len(keys)} keys, {active} active, {len(keys) - active} inactive"
+
+    def message(self, api_key: str, model: str) -> httpx.Response:
+        return self._http.post(
+            f"{self.url}/v1/messages",
+            headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
+            json={"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "Say hello."}]},
+        )
+
     def chat(self, api_key: str, model: str) -> httpx.Response:
         return self._http.post(
             f"{self.base_url}/chat/completions",
@@ -199,6 +234,8 @@ def describe(resp: httpx.Response) -> str:
     except ValueError:
         return f"HTTP {resp.status_code}"
     if resp.is_success:
+        if "content" in body:  # Anthropic's Messages API
+            return f"HTTP {resp.status_code}, the model says {body['content'][0].get('text', '')!r}"
         text = body.get("choices", [{}])[0].get("message", {}).get("content", "")
         return f"HTTP {resp.status_code}, the model says {text!r}"
     err = body.get("error", body.get("detail", body))
@@ -268,43 +305,10 @@ class Started:
 def run(provider_name: str, started: Started, out: Out) -> None:
     provider = PROVIDERS[provider_name]
     admin_key = provider.admin_key_prefix + "demo-" + secrets.token_urlsafe(24)
-    work = started.workdir
-
-    out.step(f"Starting a local {provider.title} emulator")
-    emu = started.emulator = EmulatorProcess(provider_name, admin_key, work / "emulator.log")
-    emu.start()
-    assert emu.proc is not None
-    out.say(f"{emu.base_url} (pid {emu.proc.pid}): the provider's key-management API and chat completions")
-    out.say(f"its {provider.admin_key_name} {mask(admin_key)} was generated for this run")
-
-    out.step("Starting OpenBao in dev mode (in memory, unsealed, loopback only)")
-    bao = started.bao = BaoServer(work / "bao", work / "plugins", log_level="info")
-    began = time.perf_counter()
-    bao.start()
-    assert bao.proc is not None
-    out.say(f"{bao.addr} (pid {bao.proc.pid}), healthy after {time.perf_counter() - began:.1f} s")
-
-    out.step("Building the plugin and registering it by sha256")
-    plugin_path, sha256 = build_engine(work / "plugins")
-    bao.register_plugin(ENGINE_NAME, plugin_path.name, sha256)
-    size_mb = plugin_path.stat().st_size / 1e6
-    out.say(
-        f"{plugin_path.name}: one self-contained executable ({size_mb:.0f} MB: Python, the engine and its"
-        " libraries), what scripts/build-plugin ships"
-    )
-    out.say(f"sha256 {sha256[:16]}…: OpenBao runs only a file with this digest")
-    began = time.perf_counter()
-    bao.enable(ENGINE_NAME, MOUNT)
-    plug = plugin_process(bao, plugin_path)
-    if plug is not None:
-        started.plugin_pids.add(plug.pid)
-    out.say(
-        f"enabled at {MOUNT}/ in {time.perf_counter() - began:.1f} s; OpenBao started the plugin process"
-        + (f" (pid {plug.pid}) and talks gRPC to it" if plug else "")
-    )
+    emu, bao = start_stack(provider_name, admin_key, started, out)
+    client = bao.client()
 
     out.step("Configuring a connection and a 30-second role")
-    client = bao.client()
     conn_fields: dict[str, Any] = {"provider": provider_name, "base_url": emu.base_url, **provider.connection}
     client.write(f"{MOUNT}/config/{provider_name}", admin_key=admin_key, **conn_fields)
     out.say(
@@ -352,8 +356,134 @@ def run(provider_name: str, started: Started, out: Out) -> None:
     expect_rejected(emu, api_key, provider.model, out)
 
 
-def wait_for_expiry(emu: EmulatorProcess, expire_at: float, out: Out) -> float:
-    """Show a countdown to the lease's expiry, then wait for the key to leave the provider; when it did."""
+def start_stack(
+    provider_name: str, admin_key: str, started: Started, out: Out
+) -> tuple[EmulatorProcess, BaoServer]:
+    """Steps 1-3: the emulator, OpenBao, the plugin built, registered and enabled."""
+    provider = PROVIDERS[provider_name]
+    work = started.workdir
+    out.step(f"Starting a local {provider.title} emulator")
+    emu = started.emulator = EmulatorProcess(provider_name, admin_key, work / "emulator.log")
+    emu.start()
+    assert emu.proc is not None
+    out.say(f"{emu.base_url} (pid {emu.proc.pid}): {provider.serves}")
+    out.say(f"its {provider.admin_key_name} {mask(admin_key)} was generated for this run")
+
+    out.step("Starting OpenBao in dev mode (in memory, unsealed, loopback only)")
+    bao = started.bao = BaoServer(work / "bao", work / "plugins", log_level="info")
+    began = time.perf_counter()
+    bao.start()
+    assert bao.proc is not None
+    out.say(f"{bao.addr} (pid {bao.proc.pid}), healthy after {time.perf_counter() - began:.1f} s")
+
+    out.step("Building the plugin and registering it by sha256")
+    plugin_path, sha256 = build_engine(work / "plugins")
+    bao.register_plugin(ENGINE_NAME, plugin_path.name, sha256)
+    size_mb = plugin_path.stat().st_size / 1e6
+    out.say(
+        f"{plugin_path.name}: one self-contained executable ({size_mb:.0f} MB: Python, the engine and its"
+        " libraries), what scripts/build-plugin ships"
+    )
+    out.say(f"sha256 {sha256[:16]}…: OpenBao runs only a file with this digest")
+    began = time.perf_counter()
+    bao.enable(ENGINE_NAME, MOUNT)
+    plug = plugin_process(bao, plugin_path)
+    if plug is not None:
+        started.plugin_pids.add(plug.pid)
+    out.say(
+        f"enabled at {MOUNT}/ in {time.perf_counter() - began:.1f} s; OpenBao started the plugin process"
+        + (f" (pid {plug.pid}) and talks gRPC to it" if plug else "")
+    )
+    return emu, bao
+
+
+def run_anthropic(started: Started, out: Out) -> None:
+    """Anthropic cannot mint a key per lease: two keys made "in the console" form a check-out set."""
+    provider = PROVIDERS["anthropic"]
+    admin_key = provider.admin_key_prefix + "demo-" + secrets.token_urlsafe(24)
+    emu, bao = start_stack("anthropic", admin_key, started, out)
+    client = bao.client()
+
+    out.step(f"Configuring a connection and a check-out set of two keys, {LEASE_TTL}-second leases")
+    client.write(f"{MOUNT}/config/anthropic", provider="anthropic", base_url=emu.url, admin_key=admin_key)
+    out.say(f"{MOUNT}/config/anthropic: provider=anthropic base_url={emu.url} admin_key={mask(admin_key)}")
+    keys = dict(emu.add_console_key(f"{SET}-{i}") for i in (1, 2))
+    out.say(
+        f"an operator made two API keys in Anthropic's console: {', '.join(keys)} ({emu.statuses_text()})"
+    )
+    client.write(f"{MOUNT}/sets/{SET}", connection="anthropic", ttl=f"{LEASE_TTL}s", max_ttl="2m", keys=keys)
+    out.say(f"{MOUNT}/sets/{SET}: connection=anthropic ttl={LEASE_TTL}s max_ttl=2m keys=<2 ids and values>")
+    out.say("  the values are write-only; the engine switched both keys off: a key at rest is inactive")
+    out.say(emu.statuses_text())
+    if any(emu.key_status(key_id) != "inactive" for key_id in keys):
+        raise DemoError("a key of the set is still active before any check-out")
+
+    out.step(f"An app checks a key out: {MOUNT}/sets/{SET}/creds (hvac)")
+    lease_id, key_id, api_key = check_out(client, out)
+    out.say(emu.statuses_text())
+    expect_message(emu, api_key, provider.model, out, works=True)
+
+    out.step("Revoking that lease (sys/leases/revoke)")
+    began = time.perf_counter()
+    client.sys.revoke_lease(lease_id)
+    took = (time.perf_counter() - began) * 1000
+    if emu.key_status(key_id) != "inactive":
+        raise DemoError(f"after the revoke key {key_id} is still {emu.key_status(key_id)}")
+    out.say(f"OpenBao revoked the lease; the plugin switched key {key_id} off ({took:.0f} ms)")
+    out.say(emu.statuses_text())
+    expect_message(emu, api_key, provider.model, out, works=False)
+
+    out.step(f"A second check-out, left alone until its {LEASE_TTL}-second lease expires")
+    lease_id, second_id, api_key = check_out(client, out)
+    if second_id == key_id:
+        out.say(
+            "  the same key as before: a set lends its keys again (rotate them in the console now and then)"
+        )
+    expect_message(emu, api_key, provider.model, out, works=True)
+    lease = client.sys.read_lease(lease_id)["data"]
+    expire_at = parse_vault_time(lease["expire_time"])
+    off_at = wait_for_expiry(emu, expire_at, out, finished=lambda: emu.key_status(second_id) == "inactive")
+    out.say(
+        f"OpenBao's expiration manager revoked the lease on time; the plugin switched the key off "
+        f"{max(0.0, off_at - expire_at):.1f} s after the expire time"
+    )
+    out.say(emu.statuses_text())
+    expect_message(emu, api_key, provider.model, out, works=False)
+
+
+def check_out(client: hvac.Client, out: Out) -> tuple[str, str, str]:
+    began = time.perf_counter()
+    secret = client.read(f"{MOUNT}/sets/{SET}/creds")
+    took = (time.perf_counter() - began) * 1000
+    if not secret or "data" not in secret or not secret.get("lease_id"):
+        raise DemoError(f"reading {MOUNT}/sets/{SET}/creds returned no lease")
+    data = secret["data"]
+    lease_id: str = secret["lease_id"]
+    out.say(
+        f"OpenBao: lease {lease_id[: len(MOUNT) + len(SET) + 20]}… for {secret['lease_duration']} s "
+        f"(renewable: {str(secret['renewable']).lower()}), answered in {took:.0f} ms"
+    )
+    out.say(
+        f"plugin: lent key {data['key_id']} ({data['key_name']!r}) of set {data['set']!r} and switched it on"
+    )
+    out.say(f"app gets api_key {mask(data['api_key'])}")
+    return lease_id, str(data["key_id"]), str(data["api_key"])
+
+
+def expect_message(emu: EmulatorProcess, api_key: str, model: str, out: Out, *, works: bool) -> None:
+    resp = emu.message(api_key, model)
+    if works and resp.status_code != 200:
+        raise DemoError(f"the lent key {mask(api_key)} did not work: {describe(resp)}")
+    if not works and resp.status_code not in (401, 403):
+        raise DemoError(f"the returned key {mask(api_key)} was not rejected: {describe(resp)}")
+    out.ok(f"POST {emu.url}/v1/messages with {mask(api_key)}: {describe(resp)}")
+
+
+def wait_for_expiry(
+    emu: EmulatorProcess, expire_at: float, out: Out, finished: Callable[[], bool] | None = None
+) -> float:
+    """Show a countdown to the lease's expiry, then wait for the key to leave the provider (or `finished`);
+    when it did."""
     width = 30
     last_line = 0.0
     deadline = expire_at + EXPIRY_SLACK
@@ -369,8 +499,9 @@ def wait_for_expiry(emu: EmulatorProcess, expire_at: float, out: Out) -> float:
                 last_line = now
             time.sleep(min(0.25, max(left, 0.01)))
             continue
-        if emu.ledger()["live"] == 0:
-            out.progress(f"lease expired; key deleted at the provider (+{now - expire_at:.1f} s)")
+        if finished() if finished is not None else emu.ledger()["live"] == 0:
+            what = "key switched off" if finished is not None else "key deleted"
+            out.progress(f"lease expired; {what} at the provider (+{now - expire_at:.1f} s)")
             out.end_progress()
             return now
         if now > deadline:
@@ -452,7 +583,10 @@ def main() -> int:
     failure: str | None = None
     code = 0
     try:
-        run(args.provider, started, out)
+        if args.provider == "anthropic":
+            run_anthropic(started, out)
+        else:
+            run(args.provider, started, out)
     except KeyboardInterrupt:
         failure, code = "interrupted", 130
     except DemoError as exc:
@@ -482,7 +616,10 @@ def main() -> int:
     if problems:
         return 1
     took = time.monotonic() - began
-    print(f"\nDone in {took:.0f} s: two keys issued, one revoked, one expired, none left live.")
+    if args.provider == "anthropic":
+        print(f"\nDone in {took:.0f} s: two check-outs, one revoked, one expired, no key left active.")
+    else:
+        print(f"\nDone in {took:.0f} s: two keys issued, one revoked, one expired, none left live.")
     return 0
 
 
