@@ -132,7 +132,7 @@ class LLMBackend(Backend):
         wal_min_age_seconds: float = WAL_MIN_AGE,
         background_deletions: bool = True,
     ) -> None:
-        # Each mount its own figures: several mounts share one plugin process (metrics.py).
+        # The mount's own figures, in a registry of its own (metrics.py).
         self.metrics = metrics.EngineMetrics()
         self.clients = ClientCache(
             transport_factory, retry, call_seconds=request_timeout, observe=self.metrics.provider_call

@@ -1,7 +1,8 @@
 """The mount's metrics, as Prometheus scrapes them from `metrics` (path_metrics.py declares the paths).
 
-Each mount has a registry of its own: several mounts share one plugin process, and prometheus_client's global
-default registry would mix their figures (and outlive a mount's Cleanup).
+Each backend has a registry of its own, never prometheus_client's global default one: that would mix the
+figures of every backend built in the process (a process serves one mount today, as the plugin declines
+multiplexing, but tests build many) and outlive the backend.
 
 Two kinds of figures:
 - counted as things happen, in this process (reset when the plugin process restarts, as Prometheus expects

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vaultplugin.framework import (
+    CodedError,
     Field,
     FieldData,
     FieldType,
     Operation,
     OperationSpec,
     Path,
-    PermissionDenied,
     Request,
     Response,
     get_json,
@@ -55,9 +55,9 @@ Read from the mount's storage at each scrape:
     llm_secrets_sweep_last_keys{result}
     llm_secrets_admin_key_age_seconds{connection,provider}, llm_secrets_connections{provider}
 
-Scrape it with a token whose policy allows read on this path (Prometheus: bearer token). Several mounts
-share one plugin process but each has its own figures; scrape each mount. Alert rules and a scrape config:
-vault-config/prometheus/.
+Scrape it with a token whose policy allows read on this path (Prometheus: bearer token). Each mount has its
+own figures: scrape each mount, on every node that serves it. Alert rules, a scrape config and the scrape
+token's policy: vault-config/prometheus/.
 
 Example:
     curl -H "X-Vault-Token: $TOKEN" $VAULT_ADDR/v1/llm/metrics
@@ -92,9 +92,12 @@ def paths(b: LLMBackend) -> list[Path]:
 
     def read_public(req: Request, d: FieldData) -> Response:
         if not unauthenticated_allowed(b.storage_of(req)):
-            raise PermissionDenied(
+            # A coded 403: the host answers a permission-denied error with its own fixed text, and this one
+            # should say how to get in.
+            raise CodedError(
+                403,
                 "unauthenticated metrics are off for this mount: scrape its metrics path with a token, or "
-                "have an operator write metrics/config unauthenticated_access=true"
+                "have an operator write metrics/config unauthenticated_access=true",
             )
         return scrape(req)
 

@@ -19,7 +19,7 @@ from engine_env import ADMIN_KEYS, Env
 from llm_emulators.core import Fault
 from llmsecrets import metrics
 from prometheus_client.parser import text_string_to_metric_families
-from vaultplugin.framework import Operation, PermissionDenied, Request, StorageError, UpstreamError
+from vaultplugin.framework import CodedError, Operation, Request, StorageError, UpstreamError
 
 PROVIDERS_DIR = Path(metrics.__file__).parent / "providers"
 
@@ -218,8 +218,9 @@ def test_public_path_is_shut_until_enabled(env: Env) -> None:
     assert special.unauthenticated == ("metrics/public",)  # the only path without a token
     read = env.read("metrics/config")
     assert read is not None and read.data == {"unauthenticated_access": False}
-    with pytest.raises(PermissionDenied, match="metrics/config unauthenticated_access=true"):
+    with pytest.raises(CodedError, match="metrics/config unauthenticated_access=true") as refused:
         scrape_text(env, "metrics/public", unauthenticated=True)
+    assert refused.value.code == 403
 
     env.write("metrics/config", unauthenticated_access=True)
     read = env.read("metrics/config")
@@ -228,7 +229,7 @@ def test_public_path_is_shut_until_enabled(env: Env) -> None:
     assert "llm_secrets_build_info" in text
 
     env.write("metrics/config", unauthenticated_access=False)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(CodedError):
         scrape_text(env, "metrics/public", unauthenticated=True)
 
 
