@@ -189,6 +189,16 @@ def holds_of(storage: Storage, set_name: str) -> dict[str, KeyHold]:
     return out
 
 
+def busy_keys(storage: Storage, connection: str) -> int:
+    """How many keys of the sets on `connection` are checked out or await deactivation (it switches them)."""
+    count = 0
+    for name in set_names(storage):
+        s = get_set(storage, name)
+        if s is not None and s.connection == connection:
+            count += sum(h.state != HoldState.UNUSABLE for h in holds_of(storage, name).values())
+    return count
+
+
 def _iso(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -134,7 +134,10 @@ def delete(b: LLMBackend, storage: Storage, name: str) -> None:
     live or being created: deleting it would leave them impossible to revoke."""
     if b.connection(storage, name) is None:
         return
-    live = len(live_key_ids(storage, name))
+    from llmsecrets.checkout_sets import busy_keys  # here: checkout_sets imports this module
+
+    # Keys of check-out sets held or awaiting deactivation are switched off through this connection too.
+    live = len(live_key_ids(storage, name)) + busy_keys(storage, name)
     pending = pending_creates(storage, name)
     if live or pending:
         raise ConnectionInUse(name, live, pending)

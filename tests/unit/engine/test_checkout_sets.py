@@ -335,3 +335,13 @@ def test_the_admin_key_goes_in_x_api_key_with_the_version_header(anth: Anth) -> 
 def test_lease_internal_data_is_checked(anth: Anth) -> None:
     with pytest.raises(VaultError, match="internal data"):
         checkout_sets.LeaseKey.from_internal({"set": SET})
+
+
+def test_the_connection_of_a_checked_out_key_cannot_be_deleted(anth: Anth) -> None:
+    held = anth.checkout()
+    with pytest.raises(BadRequest, match="1 live key"):
+        anth.env.delete("config/anth")
+    anth.env.revoke(held)
+    anth.env.delete(f"sets/{SET}")
+    anth.env.delete("config/anth")
+    assert anth.env.read("config/anth") is None
