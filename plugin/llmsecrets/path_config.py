@@ -31,15 +31,17 @@ FIELDS: dict[str, Field] = {
     "name": Field(FieldType.NAME, "Name of the connection (one provider account)."),
     "provider": Field(
         FieldType.STRING,
-        "The provider: openai, openrouter, litellm, xai or fireworks. Required on create; cannot be changed "
-        "later (issued keys are revoked through it).",
+        "The provider: openai, openrouter, litellm, xai, fireworks, or anthropic (whose keys are lent by "
+        "check-out sets, sets/<name>, not minted by roles). Required on create; cannot be changed later "
+        "(issued keys are revoked through it).",
         allowed_values=PROVIDER_NAMES,
     ),
     "admin_key": Field(
         FieldType.STRING,
         "The provider admin key the engine mints and deletes keys with: an OpenAI admin key "
         "(sk-admin-...), an OpenRouter management key, the LiteLLM proxy's master key, an xAI management "
-        "key, or the API key of a Fireworks account admin. Required on create; write-only (never "
+        "key, the API key of a Fireworks account admin, or an Anthropic Admin API key (sk-ant-admin..., "
+        "which switches a set's keys on and off). Required on create; write-only (never "
         "returned). Omit on update to keep the stored key.",
         sensitive=True,
         max_length=1024,
