@@ -51,7 +51,7 @@ class Case:
 CASES = [
     # --- connections
     Case(
-        "unknown-provider", "config/c1", {"provider": "anthropic"}, "provider", conn=True, extra=("openai",)
+        "unknown-provider", "config/c1", {"provider": "mistral"}, "provider", conn=True, extra=("openai",)
     ),
     Case("missing-provider", "config/c2", {"provider": None}, "provider", conn=True),
     Case("missing-admin-key", "config/c3", {"admin_key": None}, "admin_key", conn=True),
