@@ -339,7 +339,7 @@ def test_registry() -> None:
     with pytest.raises(ValueError, match="base_url"):
         make_client("litellm", admin_key=ADMIN_KEY)
     with pytest.raises(ValueError, match="unknown provider"):
-        make_client("anthropic", admin_key=ADMIN_KEY)
+        make_client("azure", admin_key=ADMIN_KEY)
     with pytest.raises(ValueError, match="organization_id applies to openai only"):
         make_client("openrouter", admin_key=ADMIN_KEY, account={"organization_id": "org"})
     client = make_client("litellm", admin_key=SecretStr(ADMIN_KEY), base_url="http://127.0.0.1:4000")
