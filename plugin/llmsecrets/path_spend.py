@@ -42,8 +42,9 @@ reported per key. xAI and Fireworks report no spend per key ("unreported"). A re
 because of it. Every revoke also logs one line: "spend: role=... key_id=... usd=...".
 
 Answer: total_usd, leases, unknown (leases whose amount is not known), collecting, roles (per role: usd,
-leases, unknown, collecting), by_day (USD per day), and top_leases: the largest spenders (lease_id, role,
-connection, provider, key_id, key_name, issued_at, ended_at, usd, status, note). Days older than
+leases, unknown, collecting), by_day (USD per day), and top_leases: the largest spenders (role, connection,
+provider, key_id, key_name, issued_at, ended_at, usd, status, note; lease_id only where the host sends it with
+the revoke, which OpenBao does not: key_id, also in the lease's creds data, names the lease). Days older than
 spend/config retention_days are dropped, oldest first; past days keep each role's {TOP_KEPT} largest leases.
 
 Examples:

@@ -121,7 +121,7 @@ def _num(data: Mapping[str, Any], name: str, *, optional: bool = False) -> float
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:
-    value = data.get(name, "")
+    value = data.get(name) or ""
     if not isinstance(value, str):
         raise SpendRecordError(f"{name!r} is not a string")
     return value
@@ -182,7 +182,10 @@ class SpendConfig:
 
 @dataclass(frozen=True)
 class LeaseSpend:
-    """What one lease's key spent. `usd` is None while unknown (unreported, failed, not collected yet)."""
+    """What one lease's key spent. `usd` is None while unknown (unreported, failed, not collected yet).
+
+    `lease_id` is what the host sent with the revoke: OpenBao stores the secret before it names the lease,
+    so it sends none, and a lease is known by its key's id (in its creds data) and issue time."""
 
     lease_id: str
     role: str
@@ -211,7 +214,7 @@ class LeaseSpend:
 
     def to_storage(self) -> dict[str, Any]:
         return {
-            "lease_id": self.lease_id,
+            "lease_id": self.lease_id or None,  # Vault's revoke does not carry it: the key id names the lease
             "role": self.role,
             "connection": self.connection,
             "provider": self.provider,
@@ -249,7 +252,7 @@ class LeaseSpend:
 
     def to_response(self) -> dict[str, Any]:
         return {
-            "lease_id": self.lease_id,
+            "lease_id": self.lease_id or None,  # Vault's revoke does not carry it: the key id names the lease
             "role": self.role,
             "connection": self.connection,
             "provider": self.provider,
@@ -460,7 +463,7 @@ class SpendLedger:
             now = self._b.clock()
             issued = lease.issue_time.timestamp() if lease.issue_time is not None else None
             rec = LeaseSpend(
-                lease_id=lease.lease_id,
+                lease_id=lease.lease_id or "",
                 role=ref.role,
                 connection=ref.connection,
                 provider=ref.provider,
@@ -473,11 +476,10 @@ class SpendLedger:
                 note=reading.note,
             )
             log.info(
-                "spend: role=%s connection=%s key_id=%s lease_id=%s usd=%s status=%s",
+                "spend: role=%s connection=%s key_id=%s usd=%s status=%s",
                 rec.role,
                 rec.connection,
                 rec.key_id,
-                rec.lease_id,
                 usd_text(rec.usd, rec.status),
                 rec.status,
             )
@@ -629,11 +631,10 @@ class SpendLedger:
             with self._lock:
                 self._pending.pop(rec.record_id, None)
             log.info(
-                "spend: role=%s connection=%s key_id=%s lease_id=%s usd=%s status=%s",
+                "spend: role=%s connection=%s key_id=%s usd=%s status=%s",
                 new.role,
                 new.connection,
                 new.key_id,
-                new.lease_id,
                 usd_text(new.usd, new.status),
                 new.status,
             )
