@@ -169,6 +169,7 @@ class EngineMetrics:
             ProcessCollector(registry=reg)  # the plugin process's CPU, RSS and open files
         self._lock = threading.Lock()  # guards the caches' misses and the last sweep
         self._children: dict[tuple[object, ...], Any] = {}
+        self._ok_calls: dict[tuple[str, str], Any] = {}
         self._last_sweep: SweepFigures | None = None
 
     # --- counted as it happens (hot path: a dict lookup and an increment) --------------------------------
@@ -195,10 +196,17 @@ class EngineMetrics:
 
     def provider_call(self, provider: str, op: str, seconds: float, error: BaseException | None) -> None:
         """One admin-API call (`providers.http.CallGuards.observe`): `op` as its client names it."""
+        if error is None:
+            # The usual case, one dict lookup: the histogram child of (provider, op) as the client names it.
+            child = self._ok_calls.get((provider, op))
+            if child is None:
+                child = self._child(self._latency, provider, operation_of(op), "ok")
+                self._ok_calls[(provider, op)] = child
+            child.observe(seconds)
+            return
         operation = operation_of(op)
-        self._child(self._latency, provider, operation, "ok" if error is None else "error").observe(seconds)
-        if error is not None:
-            self._child(self._call_errors, provider, operation, error_kind(error)).inc()
+        self._child(self._latency, provider, operation, "error").observe(seconds)
+        self._child(self._call_errors, provider, operation, error_kind(error)).inc()
 
     def sweep_done(self, report: SweepReport) -> None:
         figures = SweepFigures(

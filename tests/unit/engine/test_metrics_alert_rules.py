@@ -1,5 +1,5 @@
-"""vault-config/prometheus/: the alert rules, the scrape config and the scrape token's policy fit the metrics
-the engine actually serves.
+"""vault-config/prometheus/: the alert rules, the scrape config, the scrape token's policy and the Grafana
+dashboard fit the metrics the engine actually serves.
 
 What an operator relies on: the rules load (valid YAML, valid PromQL: parsed by promql-parser, a port of
 Prometheus' own parser), each names only series the engine exports (a renamed metric would leave an alert
@@ -10,6 +10,7 @@ here; the e2e metrics suite scrapes a real OpenBao with the shipped policy.)
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,24 @@ def test_a_wrong_name_or_bad_promql_is_caught() -> None:
     assert "llm_secrets_keys_issued" not in exported_series()  # the counter's sample has _total
     with pytest.raises(ValueError):
         selectors("sum(rate(llm_secrets_keys_issued_total[5m])")
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((CONFIG / "grafana-dashboard.json").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_the_dashboard_queries_series_the_engine_exports() -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    exported = exported_series()
+    for query in queries:
+        # Grafana's variables, as it substitutes them before sending the query.
+        promql = query.replace("$__rate_interval", "2m").replace("$job", ".*").replace("$instance", ".*")
+        used = selectors(promql)
+        assert used, query
+        unknown = sorted(set(used) - exported - PROMETHEUS_OWN)
+        assert unknown == [], f"the dashboard queries series the engine does not export: {unknown}"
 
 
 def test_the_scrape_config_points_at_the_engines_path() -> None:
