@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -49,6 +55,11 @@ if TYPE_CHECKING:
     from llmsecrets.sweep import SweepReport
 
 log = logging.getLogger(__name__)
+
+# No `_created` series beside each counter and histogram: they would double what Prometheus stores, for a
+# start time nothing here alerts on (a restart shows as the counters' reset). Process-wide: the plugin
+# process uses prometheus_client for this module only.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 PREFIX = "llm_secrets_"
 # The classic text format: what every Prometheus server reads (the names here need no UTF-8 escaping).
@@ -318,9 +329,7 @@ def _deletions(b: LLMBackend, storage: Storage, now: float) -> Iterator[Metric]:
         outstanding.add_metric(list(labels), count)
         if labels in queued:
             oldest.add_metric(list(labels), max(0.0, now - queued[labels]))
-    total = _gauge("deletions_outstanding_total", "Keys the deletion queue still has to delete, in all.")
-    total.add_metric([], sum(counts.values()))
-    yield from (outstanding, oldest, total)
+    yield from (outstanding, oldest)
 
 
 def _pending_deletion(storage: Storage, key: str) -> PendingDeletion | None:

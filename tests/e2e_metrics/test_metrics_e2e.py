@@ -94,7 +94,7 @@ def test_scrape_shows_exactly_what_happened(metrics_mount: Callable[[str], Engin
     # The provider is back: the deletion queue deletes the key, and the gauge empties.
     emu.set_faults()
     wait_for(
-        lambda: scrape(m, token).samples()[("llm_secrets_deletions_outstanding_total", labels())] == 0,
+        lambda: not series(scrape(m, token).samples(), "llm_secrets_deletions_outstanding"),
         timeout=30,
         what="the deletion queue to delete the key once the provider is back",
         interval=0.5,
