@@ -101,13 +101,6 @@ def by_hand(conn: ConnectionConfig, mount: str = "<mount>/") -> str:
     )
 
 
-def supported(b: LLMBackend, conn: ConnectionConfig) -> bool:
-    try:
-        return isinstance(connections.client(b, conn), AdminKeyRotation)
-    except UnusableConnection:
-        return False
-
-
 def _rotator(b: LLMBackend, conn: ConnectionConfig, mount: str = "<mount>/") -> AdminKeyRotation:
     client = connections.client(b, conn)
     if not isinstance(client, AdminKeyRotation):
