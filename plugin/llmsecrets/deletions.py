@@ -482,6 +482,7 @@ class DeletionQueue:
             self.note_failure(conn.name)
             return Outcome.CONNECTION_FAILED
         try:
+            spent = self._b.spend.before_queued_delete(storage, client, claimed)  # first: see spend.py
             existed = client.delete_key(
                 claimed.key_id, scope=claimed.scope, deadline=self._b.deadline(ATTEMPT_SECONDS)
             )
@@ -489,6 +490,7 @@ class DeletionQueue:
             return self._failed(storage, entry, claimed, exc, conn)
         self.note_success(conn.name)
         self._finish(storage, claimed, existed=existed)
+        self._b.spend.after_queued_delete(storage, spent)
         return Outcome.DELETED
 
     def _failed(

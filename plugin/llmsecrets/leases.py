@@ -119,6 +119,7 @@ def revoke(b: LLMBackend, req: Request) -> None:
     if ended and b.deletions.connection_failing(ref.connection):
         # The provider is failing right now: queue without waiting for yet another failed call.
         _queue(b, storage, ref, ended=True, error="not tried: the connection is failing", attempted=False)
+        b.spend.keep(storage, ref, lease, b.spend.not_read(storage, "the connection is failing"))
         b.metrics.revoked(ref.provider, ref.role)
         return
     reading: spend.Reading | None = None

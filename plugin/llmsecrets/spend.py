@@ -44,7 +44,7 @@ from vaultplugin.framework.runtime import defer
 from vaultplugin.framework.storage import list_leaves
 
 from llmsecrets import connections
-from llmsecrets.models import LeaseRef
+from llmsecrets.models import LeaseRef, PendingDeletion
 from llmsecrets.providers.base import SPEND_LATE, SPEND_LIVE, ProviderClient, SpendReporting
 from llmsecrets.providers.errors import ProviderError, ProviderNotFound
 
@@ -454,6 +454,60 @@ class SpendLedger:
             log.exception("reading the spend of key %s failed", ref.key_id)
             return Reading(None, FAILED, f"reading the spend failed ({type(exc).__name__})")
         return Reading(usd, READ)
+
+    def not_read(self, storage: Storage, why: str) -> Reading | None:
+        """A reading for a revoke that makes no provider call (None when recording is off)."""
+        try:
+            enabled = self.config(storage).enabled
+        except Exception:
+            enabled = True
+        return Reading(None, FAILED, f"not read: {why}") if enabled else None
+
+    def before_queued_delete(
+        self, storage: Storage, client: ProviderClient, entry: PendingDeletion
+    ) -> tuple[LeaseSpend, Reading] | None:
+        """The deletion queue is about to delete a key whose revoke could not read its spend (the provider
+        was failing): read it now, unless the connection still is. Never raises."""
+        try:
+            if not self.config(storage).enabled or self._b.deletions.connection_failing(entry.connection):
+                return None
+            rec: LeaseSpend | None = None
+            # The revoke recorded the lease in the day it queued the key.
+            for day in dict.fromkeys((day_of(entry.queued_at), day_of(entry.queued_at + 60))):
+                raw = get_json(storage, f"{LEASES_PREFIX}{day}/{record_id(entry.connection, entry.key_id)}")
+                if raw is not None:
+                    rec = LeaseSpend.from_storage(raw)
+                    break
+            if rec is None or rec.status != FAILED:
+                return None
+            ref = LeaseRef(
+                entry.connection, entry.provider, entry.key_id, entry.scope, entry.role, entry.key_name
+            )
+            reading = self.read(storage, client, ref)
+        except Exception:
+            log.exception("spend: reading the spend of queued key %s failed", entry.key_id)
+            return None
+        return None if reading is None or reading.status != READ else (rec, reading)
+
+    def after_queued_delete(self, storage: Storage, found: tuple[LeaseSpend, Reading] | None) -> None:
+        """Keep what `before_queued_delete` read, now that the key is deleted. Never raises."""
+        if found is None:
+            return
+        rec, reading = found
+        new = replace(rec, usd=reading.usd, status=READ, note="read by the deletion queue, before its delete")
+        try:
+            put_json(storage, new.storage_key, new.to_storage())
+        except Exception:
+            log.exception("spend: could not record the spend of key %s", rec.key_id)
+            return
+        log.info(
+            "spend: role=%s connection=%s key_id=%s usd=%s status=%s",
+            new.role,
+            new.connection,
+            new.key_id,
+            usd_text(new.usd, new.status),
+            new.status,
+        )
 
     def keep(self, storage: Storage, ref: LeaseRef, lease: LeaseInfo, reading: Reading | None) -> None:
         """Log the lease's spend and record it after the reply. Never raises."""

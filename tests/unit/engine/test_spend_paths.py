@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from engine_env import Env
-from llmsecrets import spend
+from llmsecrets import deletions, spend
 from vaultplugin.framework import BadRequest, Response
 
 COST = 0.0625
@@ -84,3 +84,31 @@ def test_every_spend_path_has_help(env: Env) -> None:
         assert resp is not None and resp.data is not None
         text = str(resp.data.get("help", ""))
         assert "spend" in text.lower() and len(text) > 200, path
+
+
+def test_after_an_outage_the_deletion_queue_reads_what_the_revoke_could_not(env: Env) -> None:
+    env.emus["openrouter"].set_usage(cost_per_request=COST)
+    role = env.setup_provider("openrouter")
+    leases = [env.creds(role) for _ in range(3)]
+    for n, resp in enumerate(leases, start=1):
+        infer(env, "openrouter", resp, n)
+    env.emus["openrouter"].faults.server_error(times=None, status=503)
+    env.clock.advance(601)  # the leases' TTL ran out: Vault's expiry revokes them
+    for resp in leases:
+        assert env.revoke(resp) is None  # queued (the first after failed calls, the rest without a call)
+    during = report(env)
+    assert during["leases"] == 3 and during["unknown"] == 3
+    notes = sorted(str(x["note"]) for x in during["top_leases"])  # type: ignore[union-attr]
+    assert "503" in notes[-1] and notes[:2] == ["not read: the connection is failing"] * 2
+
+    env.emus["openrouter"].faults.clear()
+    env.clock.advance(deletions.RETRY_CAP * (1 + deletions.JITTER))
+    assert env.backend.deletions.run_pass(env.storage) == 3
+    assert env.live("openrouter") == []
+    after = {x["key_id"]: x for x in report(env)["top_leases"]}  # type: ignore[union-attr]
+    # The first deletion is the queue's probe of a connection still marked failing: no read before it.
+    read = [k for k, x in after.items() if x["status"] == spend.READ]
+    assert len(read) == 2
+    for key_id in read:
+        assert after[key_id]["usd"] == env.emus["openrouter"].spent(key_id) > 0
+        assert after[key_id]["note"] == "read by the deletion queue, before its delete"
