@@ -84,7 +84,6 @@ _OPERATION_WORDS = {
     "info": "get",
     "verify": "verify",
 }
-OPERATIONS = (*sorted(set(_OPERATION_WORDS.values())), "other")
 
 # Failures of provider calls, by kind (most specific class first).
 _ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
