@@ -134,6 +134,10 @@ def test_who_may_scrape(metrics_mount: Callable[[str], EngineMount]) -> None:
     m.must_write("metrics/config", unauthenticated_access=False)
     assert scrape(m, None, "metrics/public").status == 403
 
+    # `bao path-help` still answers in JSON: the raw body is the read's answer only.
+    status, body = m.api.call("GET", f"{m.path}/metrics", params={"help": "1"})
+    assert status == 200 and "llm_secrets_keys_issued_total" in body["help"], body
+
 
 @pytest.mark.timeout(90)
 def test_each_mount_shows_its_own_figures(metrics_mount: Callable[[str], EngineMount]) -> None:
