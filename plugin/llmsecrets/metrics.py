@@ -37,10 +37,12 @@ from prometheus_client.registry import Collector
 from vaultplugin.framework import get_json, get_wal, list_leaves, list_wal
 from vaultplugin.framework.wal import WalDecodeError
 
+from llmsecrets import checkout_sets
 from llmsecrets.models import (
     CONFIG_PREFIX,
     DELETIONS_PREFIX,
     SWEEP_STATE_KEY,
+    HoldState,
     PendingDeletion,
     RecordError,
     SweepState,
@@ -272,6 +274,7 @@ def scrape_state(b: LLMBackend, storage: Storage, last_sweep: SweepFigures | Non
         ("WAL", lambda: _wal(storage, now)),
         ("sweep", lambda: _sweep(b, storage, last_sweep)),
         ("connections", lambda: _connections(b, storage, now)),
+        ("check-out sets", lambda: _checkout_sets(storage, now)),
     )
     for what, part in parts:
         try:
@@ -424,3 +427,34 @@ def _connections(b: LLMBackend, storage: Storage, now: float) -> Iterator[Metric
     for provider, count in sorted(per_provider.items()):
         connections.add_metric([provider], count)
     yield from (connections, age)
+
+
+def _checkout_sets(storage: Storage, now: float) -> Iterator[Metric]:
+    keys = _gauge(
+        "checkout_keys",
+        "Keys of each check-out set (Anthropic) by state: free (can be lent), checked_out (a lease holds it; "
+        "active at the provider), deactivating (its lease is over but it is still to be made inactive), "
+        "unusable (the provider refuses to activate it).",
+        ("set", "connection", "state"),
+    )
+    deactivating = _gauge(
+        "checkout_deactivating_oldest_age_seconds",
+        "How long the set's oldest key awaiting deactivation has been waiting (still active meanwhile).",
+        ("set", "connection"),
+    )
+    states = [state.value for state in HoldState]
+    for name in checkout_sets.set_names(storage):
+        found = checkout_sets.get_set(storage, name)
+        if found is None:
+            continue
+        holds = checkout_sets.holds_of(storage, name)
+        counts = dict.fromkeys(states, 0)
+        for hold in holds.values():
+            counts[hold.state] = counts.get(hold.state, 0) + 1
+        keys.add_metric([name, found.connection, "free"], len(set(found.keys) - set(holds)))
+        for state, count in counts.items():
+            keys.add_metric([name, found.connection, state], count)
+        waiting = [h.since for h in holds.values() if h.state == HoldState.DEACTIVATING]
+        if waiting:
+            deactivating.add_metric([name, found.connection], max(0.0, now - min(waiting)))
+    yield from (keys, deactivating)

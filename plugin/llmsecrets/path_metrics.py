@@ -54,6 +54,7 @@ Read from the mount's storage at each scrape:
     llm_secrets_sweep_last_run_timestamp_seconds, llm_secrets_sweep_interval_seconds,
     llm_secrets_sweep_last_keys{result}
     llm_secrets_admin_key_age_seconds{connection,provider}, llm_secrets_connections{provider}
+    llm_secrets_checkout_keys{set,connection,state}, llm_secrets_checkout_deactivating_oldest_age_seconds
 
 Scrape it with a token whose policy allows read on this path (Prometheus: bearer token). Each mount has its
 own figures: scrape each mount, on every node that serves it. Alert rules, a scrape config and the scrape

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from engine_env import ADMIN_KEYS, Env
+from llm_emulators import AnthropicEmulator
 from llm_emulators.core import Fault
 from llmsecrets import metrics
 from prometheus_client.parser import text_string_to_metric_families
@@ -288,3 +289,30 @@ def test_the_counters_cost_microseconds() -> None:
         m.provider_call("openrouter", "create key", 0.01, None)
     per_read = (time.perf_counter() - started) / rounds
     assert per_read < 50e-6, f"{per_read * 1e6:.1f} us per creds read"
+
+
+def test_checkout_sets_by_state(env: Env) -> None:
+    """Anthropic check-out sets: how many keys are free, lent, still to be deactivated (active meanwhile)."""
+    admin = "sk-ant-admin01-FAKE-TEST-0000000000"
+    emu = AnthropicEmulator(admin, clock=env.clock)
+    env.emus["anthropic"] = emu
+    env.write("config/anth", provider="anthropic", admin_key=admin)
+    keys = {k.key_id: k.secret for k in (emu.add_key(f"team-{i}", status="inactive") for i in range(3))}
+    env.write("sets/team", connection="anth", ttl="10m", max_ttl="1h", keys=keys)
+    state = ("set", "team"), ("connection", "anth")
+    s = scrape(env)
+    assert series(s, "llm_secrets_checkout_keys") == {
+        frozenset({*state, ("state", "free")}): 3,
+        frozenset({*state, ("state", "checked_out")}): 0,
+        frozenset({*state, ("state", "deactivating")}): 0,
+        frozenset({*state, ("state", "unusable")}): 0,
+    }
+    lent = [env.read("sets/team/creds") for _ in range(2)]
+    emu.set_faults(Fault.server_error(times=None, status=529, op="update"))
+    with pytest.raises(UpstreamError):
+        env.revoke(lent[0])  # the key stays active: it awaits deactivation
+    env.clock.advance(40)
+    s = scrape(env)
+    by_state = {dict(labels)["state"]: v for labels, v in series(s, "llm_secrets_checkout_keys").items()}
+    assert by_state == {"free": 1, "checked_out": 1, "deactivating": 1, "unusable": 0}
+    assert series(s, "llm_secrets_checkout_deactivating_oldest_age_seconds") == {frozenset(state): 40}
