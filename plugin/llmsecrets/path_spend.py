@@ -39,7 +39,8 @@ rollback tick asks again (every spend/config late_interval) until late_window af
 latest figure; then "collected". OpenAI's key_per_lease mode only: a service account per lease is not
 reported per key. xAI and Fireworks report no spend per key ("unreported"). A read that failed shows
 "failed" with the reason; the revoke itself never waits more than read_timeout for it, and never fails
-because of it. Every revoke also logs one line: "spend: role=... key_id=... usd=...".
+because of it. When the delete fails too (an outage), the deletion queue reads the key's spend again right
+before it deletes the key. Every revoke also logs one line: "spend: role=... key_id=... usd=...".
 
 Answer: total_usd, leases, unknown (leases whose amount is not known), collecting, roles (per role: usd,
 leases, unknown, collecting), by_day (USD per day), and top_leases: the largest spenders (role, connection,

@@ -3,10 +3,11 @@
 At revoke (leases.py), before the key is deleted, `read` asks the provider what the key spent where the
 provider reports it on the key itself (OpenRouter `usage`, LiteLLM `spend`): a deleted key can no longer be
 asked. That read is bounded by `read_timeout` (default 2 s) and never fails or blocks the revoke: on any
-failure the lease is recorded with an unknown amount and the delete goes ahead. OpenAI reports spend late,
-through its costs API (by API key id, deleted keys included): such a lease is recorded as "collecting" and
-the rollback tick asks again every `late_interval` until `late_window` after the revoke, keeping the latest
-figure; then it is "collected". Providers that report nothing per key (xAI, Fireworks, OpenAI's service
+failure the lease is recorded with an unknown amount and the delete goes ahead. When the delete fails (the
+key goes to the deletion queue), the queue reads the spend again right before its own delete
+(`before_queued_delete`). OpenAI reports spend late, through its costs API (by API key id, deleted keys
+included): such a lease is recorded as "collecting" and the rollback tick asks again every `late_interval`
+until `late_window` after the revoke, keeping the latest figure; then it is "collected". Providers that report nothing per key (xAI, Fireworks, OpenAI's service
 account per lease) are recorded as "unreported", so the lease still counts.
 
 `keep` logs one line per lease ("spend: role=... key_id=... usd=...") and writes the record after the
@@ -44,6 +45,7 @@ from vaultplugin.framework.runtime import defer
 from vaultplugin.framework.storage import list_leaves
 
 from llmsecrets import connections
+from llmsecrets.deletions import connection_wide
 from llmsecrets.models import LeaseRef, PendingDeletion
 from llmsecrets.providers.base import SPEND_LATE, SPEND_LIVE, ProviderClient, SpendReporting
 from llmsecrets.providers.errors import ProviderError, ProviderNotFound
@@ -466,10 +468,14 @@ class SpendLedger:
     def before_queued_delete(
         self, storage: Storage, client: ProviderClient, entry: PendingDeletion
     ) -> tuple[LeaseSpend, Reading] | None:
-        """The deletion queue is about to delete a key whose revoke could not read its spend (the provider
-        was failing): read it now, unless the connection still is. Never raises."""
+        """The deletion queue is about to delete a key whose revoke failed: read its spend now (the revoke
+        could not, or the key has been live since). A failure every call would meet now (outage, rate limit,
+        refused admin key) is raised: the queue's attempt then fails as the delete would have, with no call
+        more than before; any other failure leaves the record as it is."""
         try:
-            if not self.config(storage).enabled or self._b.deletions.connection_failing(entry.connection):
+            if not self.config(storage).enabled or not isinstance(client, SpendReporting):
+                return None
+            if client.spend_kind(entry.scope) != SPEND_LIVE:
                 return None
             rec: LeaseSpend | None = None
             # The revoke recorded the lease in the day it queued the key.
@@ -478,16 +484,20 @@ class SpendLedger:
                 if raw is not None:
                     rec = LeaseSpend.from_storage(raw)
                     break
-            if rec is None or rec.status != FAILED:
+            if rec is None or rec.status not in (FAILED, READ):
                 return None
-            ref = LeaseRef(
-                entry.connection, entry.provider, entry.key_id, entry.scope, entry.role, entry.key_name
+            config = self.config(storage)
+            usd = client.key_spend(
+                entry.key_id, scope=entry.scope, deadline=self._b.deadline(config.read_timeout)
             )
-            reading = self.read(storage, client, ref)
+        except ProviderError as exc:
+            if connection_wide(exc):
+                raise
+            return None
         except Exception:
             log.exception("spend: reading the spend of queued key %s failed", entry.key_id)
             return None
-        return None if reading is None or reading.status != READ else (rec, reading)
+        return rec, Reading(usd, READ)
 
     def after_queued_delete(self, storage: Storage, found: tuple[LeaseSpend, Reading] | None) -> None:
         """Keep what `before_queued_delete` read, now that the key is deleted. Never raises."""

@@ -106,9 +106,26 @@ def test_after_an_outage_the_deletion_queue_reads_what_the_revoke_could_not(env:
     assert env.backend.deletions.run_pass(env.storage) == 3
     assert env.live("openrouter") == []
     after = {x["key_id"]: x for x in report(env)["top_leases"]}  # type: ignore[union-attr]
-    # The first deletion is the queue's probe of a connection still marked failing: no read before it.
-    read = [k for k, x in after.items() if x["status"] == spend.READ]
-    assert len(read) == 2
-    for key_id in read:
-        assert after[key_id]["usd"] == env.emus["openrouter"].spent(key_id) > 0
-        assert after[key_id]["note"] == "read by the deletion queue, before its delete"
+    assert len(after) == 3
+    for key_id, lease in after.items():
+        assert lease["status"] == spend.READ
+        assert lease["usd"] == env.emus["openrouter"].spent(key_id) > 0
+        assert lease["note"] == "read by the deletion queue, before its delete"
+
+
+def test_a_key_that_outlived_a_failed_delete_is_read_again_before_the_queue_deletes_it(env: Env) -> None:
+    env.emus["openrouter"].set_usage(cost_per_request=COST)
+    role = env.setup_provider("openrouter")
+    resp = env.creds(role)
+    infer(env, "openrouter", resp, 1)
+    env.emus["openrouter"].faults.server_error(
+        times=2, status=503, op="delete"
+    )  # the read works, the delete not
+    env.clock.advance(601)
+    assert env.revoke(resp) is None  # an ended lease: queued, Vault is told it is revoked
+    assert report(env)["total_usd"] == COST
+    infer(env, "openrouter", resp, 2)  # the key still works until the queue deletes it
+    env.clock.advance(deletions.RETRY_CAP * (1 + deletions.JITTER))
+    assert env.backend.deletions.run_pass(env.storage) == 1
+    (lease,) = report(env)["top_leases"]  # type: ignore[misc]
+    assert lease["usd"] == env.emus["openrouter"].spent(resp.data["key_id"]) == 3 * COST
