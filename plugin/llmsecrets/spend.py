@@ -7,8 +7,9 @@ failure the lease is recorded with an unknown amount and the delete goes ahead. 
 key goes to the deletion queue), the queue reads the spend again right before its own delete
 (`before_queued_delete`). OpenAI reports spend late, through its costs API (by API key id, deleted keys
 included): such a lease is recorded as "collecting" and the rollback tick asks again every `late_interval`
-until `late_window` after the revoke, keeping the latest figure; then it is "collected". Providers that report nothing per key (xAI, Fireworks, OpenAI's service
-account per lease) are recorded as "unreported", so the lease still counts.
+until `late_window` after the revoke, keeping the latest figure; then it is "collected". Providers that
+report nothing per key (xAI, Fireworks, OpenAI's service account per lease) are recorded as "unreported", so
+the lease still counts.
 
 `keep` logs one line per lease ("spend: role=... key_id=... usd=...") and writes the record after the
 revoke's reply (one storage write; two for a late one).
