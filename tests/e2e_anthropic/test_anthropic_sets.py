@@ -4,9 +4,9 @@ What a user relies on: `sets/<name>/creds` lends a pre-made key and activates it
 /v1/messages only while a lease holds it; renew extends the lease; revoke and expiry deactivate the key and
 return it to the set; concurrent reads never get the same key, and an exhausted set is a clear 429 naming the
 set; a deactivation the provider fails is retried by the engine until it succeeds, and the key is lent to no
-one meanwhile; after the plugin is SIGKILLed in the middle of a check-out no key stays active without a
-lease; the sweep deactivates keys switched on with no lease; key values never show in reads or logs; roles
-refuse an anthropic connection.
+one meanwhile; a key lent before a plugin restart is not lent again after it; after the plugin is SIGKILLed
+in the middle of a check-out no key stays active without a lease; the sweep deactivates keys switched on
+with no lease; key values never show in reads or logs; roles refuse an anthropic connection.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from anthropic_support import SET, SetMount
+from devkit.bao import is_gone
 from devkit.waiting import wait_for
 from engine_support import WAL_MIN_AGE_SECONDS, VaultApi, errors_of, unique_mount_name
 from llm_emulators.core import Fault
@@ -160,6 +161,28 @@ def test_a_plugin_killed_mid_checkout_leaves_no_key_active_without_a_lease(sm: S
         if status == 200:
             back = body["data"]["migration_id"]
             wait_for(lambda: remount_done(api, back), timeout=30, what="the remount back")
+
+
+def test_a_key_lent_before_a_plugin_restart_is_not_lent_again_after_it(sm: SetMount) -> None:
+    sm.make_set(2, ttl="1m", max_ttl="2m")
+    first = sm.checkout()
+    for pid in sm.plugin_pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in sm.plugin_pids:
+        wait_for(lambda pid=pid: is_gone(pid), timeout=10, what="the killed plugin process to be gone")
+
+    def answer() -> tuple[int, dict[str, Any]] | None:
+        status, body = sm.m.read(f"sets/{SET}/creds")  # a new plugin process answers, from storage
+        return (status, body) if status in (200, 429) else None
+
+    status, body = wait_for(answer, timeout=30, what="a new plugin process to answer")
+    assert status == 200 and body["data"]["key_id"] != first.key_id, body
+    status, body = sm.m.read(f"sets/{SET}/creds")
+    assert status == 429 and "2 of 2 are checked out" in errors_of(body), body
+    assert sm.works(first.api_key) == 200  # the first lease's key is still its own, still active
+    status, body = sm.revoke(first.lease_id)
+    assert status == 204, body
+    assert sm.works(first.api_key) == 401
 
 
 def test_the_sweep_deactivates_a_key_switched_on_without_a_lease(sm: SetMount) -> None:

@@ -20,7 +20,16 @@ from engine_env import Env
 from llm_emulators import AnthropicEmulator
 from llm_emulators.core import Fault, LiveKey
 from llmsecrets import checkout_sets
-from vaultplugin.framework import BadRequest, CodedError, Response, UpstreamError, VaultError, list_wal
+from vaultplugin.framework import (
+    BadRequest,
+    CodedError,
+    ReadOnlyStorage,
+    Response,
+    UpstreamError,
+    VaultError,
+    list_wal,
+)
+from vaultplugin.framework.logical import REPLICATION_PERFORMANCE_STANDBY
 
 ADMIN = "sk-ant-admin01-FAKE-TEST-0000000000"
 SET = "team"
@@ -345,3 +354,14 @@ def test_the_connection_of_a_checked_out_key_cannot_be_deleted(anth: Anth) -> No
     anth.env.delete(f"sets/{SET}")
     anth.env.delete("config/anth")
     assert anth.env.read("config/anth") is None
+
+
+def test_a_standby_forwards_a_checkout_before_touching_anything(anth: Anth) -> None:
+    anth.env.system.replication = REPLICATION_PERFORMANCE_STANDBY
+    anth.env.backend.setup({"backend_uuid": "1a2b3c4d-5e6f-4a5b-8c9d-0e1f2a3b4c5d"}, anth.env.system)
+    before = anth.env.storage_dump()
+    with pytest.raises(ReadOnlyStorage):
+        anth.env.read(f"sets/{SET}/creds")
+    assert anth.env.storage_dump() == before
+    assert all(anth.emu.status_change_count(k.key_id) == 0 for k in anth.keys)
+    assert anth.view()["free"] == 3  # reads are served by the standby itself
