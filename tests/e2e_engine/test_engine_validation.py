@@ -50,9 +50,7 @@ class Case:
 
 CASES = [
     # --- connections
-    Case(
-        "unknown-provider", "config/c1", {"provider": "mistral"}, "provider", conn=True, extra=("openai",)
-    ),
+    Case("unknown-provider", "config/c1", {"provider": "mistral"}, "provider", conn=True, extra=("openai",)),
     Case("missing-provider", "config/c2", {"provider": None}, "provider", conn=True),
     Case("missing-admin-key", "config/c3", {"admin_key": None}, "admin_key", conn=True),
     Case("blank-admin-key", "config/c4", {"admin_key": "   "}, "admin_key", conn=True),
