@@ -148,7 +148,9 @@ def main() -> int:
                         bench.expiry(args.expire_leases, args.clients, args.latency_ms)
                         if args.latency_ms:
                             emu.faults.latency(args.latency_ms / 1000)  # Bench.expiry clears the faults
+            began = time.perf_counter()
             spent = client.adapter.get(f"/v1/{MOUNT}/spend", params={"days": 1})["data"]
+            emit("spend_read", (time.perf_counter() - began) * 1000, "ms", leases=spent["leases"])
             expected = args.rounds * (args.leases + args.expire_leases)
             emit("spend_leases_recorded", spent["leases"], "leases", expected=expected)
         finally:
