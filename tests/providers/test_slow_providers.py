@@ -200,6 +200,24 @@ def test_the_watchdog_wakes_for_a_call_whose_deadline_comes_first() -> None:
         theirs.close()
 
 
+@pytest.mark.timeout(30)
+def test_a_budget_of_absurd_length_does_not_stop_the_watchdog() -> None:
+    """A budget whose deadline is past what a thread wait takes (OverflowError in Condition.wait) once killed
+    the watchdog thread, and no later call was cut at its deadline."""
+    ours, theirs = socket.socketpair()
+    try:
+        with CallBudget(1e300):
+            time.sleep(0.1)  # the watchdog now plans its next look for that deadline
+        with timed() as elapsed, CallBudget(0.3) as short_call:
+            short_call.attach(ours)
+            data = ours.recv(10)
+        assert data == b"" and short_call.aborted is Abort.DEADLINE
+        assert elapsed() < 0.3 + SLACK + 0.25
+    finally:
+        ours.close()
+        theirs.close()
+
+
 # --- bulkheads ----------------------------------------------------------------------------------------
 
 

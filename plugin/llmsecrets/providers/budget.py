@@ -28,6 +28,9 @@ from typing import Protocol
 
 from vaultplugin.framework import runtime
 
+# The watchdog's longest sleep: Condition.wait refuses a timeout past the platform's time_t (OverflowError),
+# so a budget of absurd length must not reach it; the loop looks again after this anyway.
+WATCHDOG_MAX_SLEEP = 3600.0
 # The watchdog aborts a budget this long after its deadline (cut timeouts normally end the call first).
 WATCHDOG_GRACE = 0.2
 
@@ -203,7 +206,10 @@ class _Watchdog:
                     self._running.discard(budget)  # aborted once; `forget` comes when the call ends
                 self._wakes_at = min((b.deadline + WATCHDOG_GRACE for b in self._running), default=math.inf)
                 if not late:
-                    self._cond.wait(None if self._wakes_at == math.inf else max(0.0, self._wakes_at - now))
+                    if self._wakes_at == math.inf:
+                        self._cond.wait()
+                    else:
+                        self._cond.wait(min(WATCHDOG_MAX_SLEEP, max(0.0, self._wakes_at - now)))
                     continue
             for budget in late:
                 budget.abort(Abort.DEADLINE)
