@@ -15,44 +15,13 @@ from devkit.bao import BaoServer
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "e2e_engine"))
 from anthropic_support import SPEC, SetMount
+from engine_fixtures import api, bao, engine_plugin, unmounter  # noqa: F401 (fixtures)
 from engine_support import (
     BuiltEngine,
     Unmounter,
     VaultApi,
-    build,
     engine_mount,
-    start_server,
-    stop_server,
 )
-
-
-@pytest.fixture(scope="session")
-def engine_plugin(tmp_path_factory: pytest.TempPathFactory) -> BuiltEngine:
-    return build(tmp_path_factory.mktemp("engine-plugin"))
-
-
-@pytest.fixture(scope="session")
-def bao(tmp_path_factory: pytest.TempPathFactory, engine_plugin: BuiltEngine) -> Iterator[BaoServer]:
-    server = start_server(tmp_path_factory.mktemp("anthropic-bao"), engine_plugin)
-    try:
-        yield server
-    finally:
-        survivors = stop_server(server, engine_plugin)
-    assert not survivors, f"plugin processes {survivors} outlived the stopped server (see {server.log_path})"
-
-
-@pytest.fixture(scope="session")
-def api(bao: BaoServer) -> Iterator[VaultApi]:
-    client = VaultApi(bao)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def unmounter(api: VaultApi) -> Iterator[Unmounter]:
-    reaper = Unmounter(api)
-    yield reaper
-    reaper.join()
 
 
 @pytest.fixture
