@@ -320,7 +320,7 @@ class LLMBackend(Backend):
         return req.storage
 
     # --- cached records ------------------------------------------------------------------------------------
-    # No lock is held across a storage call: a cooperative call (roles, config reads) is suspended there on
+    # No lock is held across a storage call: a call waiting for Vault is suspended there on
     # the hub, where every call shares one thread. A load caches its record only if nothing was saved or
     # forgotten while it read; a save writes storage first, then drops the cached copy.
 

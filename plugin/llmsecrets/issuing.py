@@ -8,7 +8,7 @@ The order of work is what makes an interrupted read safe:
 A create whose outcome is unknown leaves its WAL entry: the rollback finds the key by its exact name and
 deletes it. Storage calls per read: WAL put, index put, WAL delete (records and clients are cached).
 
-Where it runs: on the plugin's hub, as a cooperative call: its storage calls and the provider's create
+Where it runs: on the plugin's hub, as every handler does: its storage calls and the provider's create
 suspend it without holding a thread (the provider HTTP client waits through the hub: providers/http11.py;
 a call that cannot, through a proxy or when the connection's bulkhead is nearly full, moves to a pool thread
 by itself: providers/transport.py `runs_here`). Each thread hand-off costs more than a read's Python work.

@@ -18,7 +18,7 @@ irrevocable; AT ONCE for bad request / unsupported path / invalid request / unre
     next try (async revokes, or the lease's expiry) finds the key deleted (a tombstone) and succeeds;
 - a key whose deletion is queued or done cannot be renewed.
 
-Where renew and revoke run: on the plugin's hub (a cooperative secret type), like a creds read: the
+Where renew and revoke run: on the plugin's hub (as every handler does), like a creds read: the
 provider's delete or extend waits through the hub too (see issuing.py). Vault revokes a sync
 revoke-prefix one lease at a time, so what counts there is each revoke's latency: on a pool thread, each of
 its storage calls cost two thread hand-offs.

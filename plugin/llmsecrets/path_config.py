@@ -174,9 +174,7 @@ def paths(b: LLMBackend) -> list[Path]:
     return [
         Path(
             "config/?$",
-            operations={
-                Operation.LIST: OperationSpec(list_configs, summary="List connections.", cooperative=True)
-            },
+            operations={Operation.LIST: OperationSpec(list_configs, summary="List connections.")},
             synopsis="List the provider connections.",
             description="Lists the names of the connections written to config/<name>.",
         ),
@@ -184,14 +182,10 @@ def paths(b: LLMBackend) -> list[Path]:
             r"config/(?P<name>.+)",
             fields=FIELDS,
             operations={
-                Operation.READ: OperationSpec(
-                    read, summary="Read a connection (never its admin key).", cooperative=True
-                ),
+                Operation.READ: OperationSpec(read, summary="Read a connection (never its admin key)."),
                 Operation.CREATE: OperationSpec(write, summary="Create a connection."),
                 Operation.UPDATE: OperationSpec(write, summary="Update a connection."),
-                Operation.DELETE: OperationSpec(
-                    delete, summary="Delete a connection with no live keys.", cooperative=True
-                ),
+                Operation.DELETE: OperationSpec(delete, summary="Delete a connection with no live keys."),
             },
             existence_check=exists,
             synopsis="Manage a provider connection: provider, admin key, base URL, allowed roles.",

@@ -81,9 +81,7 @@ def paths(b: LLMBackend) -> list[Path]:
             r"creds/(?P<role>.+)",
             fields={"role": Field(FieldType.NAME, "The role to issue a key for.")},
             operations={
-                Operation.READ: OperationSpec(
-                    read, summary="Issue a new provider API key under a lease.", cooperative=True
-                ),
+                Operation.READ: OperationSpec(read, summary="Issue a new provider API key under a lease."),
             },
             synopsis="Issue a short-lived provider API key for a role.",
             description=CREDS_HELP,

@@ -75,7 +75,6 @@ def paths(b: LLMBackend) -> list[Path]:
                 Operation.LIST: OperationSpec(
                     list_deletions,
                     summary="List the keys still to be deleted at their provider.",
-                    cooperative=True,
                 )
             },
             synopsis="The deletion queue: keys the engine is still deleting at their provider.",

@@ -120,12 +120,8 @@ def paths(b: LLMBackend) -> list[Path]:
                 )
             },
             operations={
-                Operation.READ: OperationSpec(
-                    read_config, summary="Read the metrics settings.", cooperative=True
-                ),
-                Operation.UPDATE: OperationSpec(
-                    write_config, summary="Change the metrics settings.", cooperative=True
-                ),
+                Operation.READ: OperationSpec(read_config, summary="Read the metrics settings."),
+                Operation.UPDATE: OperationSpec(write_config, summary="Change the metrics settings."),
             },
             synopsis="Whether the mount's metrics may be scraped without a token.",
             description=CONFIG_HELP,
@@ -136,7 +132,6 @@ def paths(b: LLMBackend) -> list[Path]:
                 Operation.READ: OperationSpec(
                     read_public,
                     summary="Prometheus metrics without a token, if metrics/config allows it.",
-                    cooperative=True,
                 )
             },
             synopsis="The mount's Prometheus metrics, without a token (off by default).",
@@ -144,11 +139,7 @@ def paths(b: LLMBackend) -> list[Path]:
         ),
         Path(
             "metrics",
-            operations={
-                Operation.READ: OperationSpec(
-                    read, summary="Prometheus metrics of this mount.", cooperative=True
-                )
-            },
+            operations={Operation.READ: OperationSpec(read, summary="Prometheus metrics of this mount.")},
             synopsis="The mount's Prometheus metrics (text format).",
             description=METRICS_HELP,
         ),

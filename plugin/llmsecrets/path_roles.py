@@ -133,7 +133,7 @@ def paths(b: LLMBackend) -> list[Path]:
     return [
         Path(
             "roles/?$",
-            operations={Operation.LIST: OperationSpec(list_roles, summary="List roles.", cooperative=True)},
+            operations={Operation.LIST: OperationSpec(list_roles, summary="List roles.")},
             synopsis="List the roles.",
             description="Lists the names of the roles written to roles/<name>.",
         ),
@@ -141,13 +141,12 @@ def paths(b: LLMBackend) -> list[Path]:
             r"roles/(?P<name>.+)",
             fields=FIELDS,
             operations={
-                Operation.READ: OperationSpec(read, summary="Read a role.", cooperative=True),
-                Operation.CREATE: OperationSpec(write, summary="Create a role.", cooperative=True),
-                Operation.UPDATE: OperationSpec(write, summary="Update a role.", cooperative=True),
+                Operation.READ: OperationSpec(read, summary="Read a role."),
+                Operation.CREATE: OperationSpec(write, summary="Create a role."),
+                Operation.UPDATE: OperationSpec(write, summary="Update a role."),
                 Operation.DELETE: OperationSpec(
                     delete,
                     summary="Delete a role (its live keys stay revocable until their leases end).",
-                    cooperative=True,
                 ),
             },
             existence_check=exists,

@@ -166,9 +166,7 @@ def paths(b: LLMBackend) -> list[Path]:
             f"sets/{NAME}/creds",
             fields={"name": FIELDS["name"]},
             operations={
-                Operation.READ: OperationSpec(
-                    creds, summary="Check a key of the set out under a lease.", cooperative=True
-                )
+                Operation.READ: OperationSpec(creds, summary="Check a key of the set out under a lease.")
             },
             synopsis="Check out one key of an Anthropic check-out set under a lease.",
             description=CREDS_HELP,

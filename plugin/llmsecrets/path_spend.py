@@ -136,20 +136,14 @@ def paths(b: LLMBackend) -> list[Path]:
             raise BadRequest(str(exc)) from None
         b.spend.save_config(storage, config)
 
-    read_op = OperationSpec(
-        read_spend, summary="Read spend per role and the largest leases.", cooperative=True
-    )
+    read_op = OperationSpec(read_spend, summary="Read spend per role and the largest leases.")
     return [
         Path(
             "spend/config",
             fields=CONFIG_FIELDS,
             operations={
-                Operation.READ: OperationSpec(
-                    read_config, summary="Read the spend settings.", cooperative=True
-                ),
-                Operation.UPDATE: OperationSpec(
-                    write_config, summary="Change the spend settings.", cooperative=True
-                ),
+                Operation.READ: OperationSpec(read_config, summary="Read the spend settings."),
+                Operation.UPDATE: OperationSpec(write_config, summary="Change the spend settings."),
             },
             synopsis="Configure how spend per lease is read and kept.",
             description=SPEND_CONFIG_HELP,

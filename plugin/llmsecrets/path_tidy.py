@@ -114,12 +114,8 @@ def paths(b: LLMBackend) -> list[Path]:
             "tidy/config",
             fields=CONFIG_FIELDS,
             operations={
-                Operation.READ: OperationSpec(
-                    read_config, summary="Read the sweep settings.", cooperative=True
-                ),
-                Operation.UPDATE: OperationSpec(
-                    write_config, summary="Change the sweep settings.", cooperative=True
-                ),
+                Operation.READ: OperationSpec(read_config, summary="Read the sweep settings."),
+                Operation.UPDATE: OperationSpec(write_config, summary="Change the sweep settings."),
             },
             synopsis="Configure the periodic sweep of expired and orphaned keys.",
             description=TIDY_CONFIG_HELP,

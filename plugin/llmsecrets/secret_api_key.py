@@ -38,4 +38,4 @@ def api_key_secret(b: LLMBackend) -> SecretType:
     def revoke(req: Request, d: FieldData) -> None:
         leases.revoke(b, req)
 
-    return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke, cooperative=True)
+    return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke)

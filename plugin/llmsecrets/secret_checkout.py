@@ -50,4 +50,4 @@ def checkout_secret(b: LLMBackend) -> SecretType:
             raise VaultError("revoke request carries no lease")
         checkout_sets.revoke(b, b.storage_of(req), lease, mount_point=req.mount_point)
 
-    return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke, cooperative=True)
+    return SecretType(name=SECRET_TYPE, fields=RESPONSE_FIELDS, renew=renew, revoke=revoke)

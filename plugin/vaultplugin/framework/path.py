@@ -57,13 +57,6 @@ class OperationSpec:
     description: str = ""
     unpublished: bool = False  # left out of OpenAPI
     deprecated: bool = False
-    # The handler blocks on nothing but the waits of vaultplugin/hub.py (calls to Vault: storage, system
-    # view; a client built on `hub.wait_readable`/`wait_writable`, such as the engine's provider HTTP client;
-    # anything else through `hub.run_blocking`): it runs on the plugin's hub, where such a wait suspends it
-    # without holding a thread. Cheaper per request, but a handler that blocks otherwise (a sleep, a library's
-    # own socket), or holds a lock across a wait (calls on the hub share one thread), holds up every other
-    # request: the hub logs each such stretch (`hub.SLOW_SEGMENT`).
-    cooperative: bool = False
 
 
 # Go's `[\w-.]` is an error in Python's re; a '-' right after '\w' is always a literal hyphen.

@@ -34,10 +34,6 @@ class SecretType:
     fields: Mapping[str, Field] = field(default_factory=dict)  # documents the response data
     default_ttl: float = 0.0  # 0 = the mount's default
     max_ttl: float = 0.0  # 0 = the mount's max
-    # As `OperationSpec.cooperative`: renew and revoke block on nothing but calls to Vault (anything else goes
-    # through `runtime.run_blocking`), so they run on the plugin's hub. Vault revokes leases one at a
-    # time in a sync revoke-prefix: each thread hand-off a storage call saves is latency saved per lease.
-    cooperative: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:

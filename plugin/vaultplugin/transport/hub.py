@@ -8,8 +8,8 @@ A single thread that simply blocked on its storage calls, though, would queue ev
 Vault's storage. Greenlets keep the one thread without that queue: a call that waits for Vault suspends,
 and the hub reads the connection and runs other calls meanwhile.
 
-Only calls that block on nothing but waits of this module run here (`cooperative` operations, see the
-framework). A call on the hub waits through `wait_readable` / `wait_writable`, which the gRPC client uses for
+The calls the protocol layer puts here (every handler of the engine) block on nothing but waits of this
+module: a call on the hub waits through `wait_readable` / `wait_writable`, which the gRPC client uses for
 every reply from Vault and the provider HTTP client for every socket operation; on any other thread they
 are a plain poll(). Anything else that blocks (DNS, a library without such waits) goes through
 `run_blocking`, which runs it on a pool thread while the call is suspended. A call that holds the hub anyway
@@ -115,7 +115,8 @@ class Hub:
         if held > SLOW_SEGMENT:
             log.warning(
                 "a call on the hub ran %.1f s without waiting for Vault: every other request waited. A "
-                "handler marked cooperative is blocking on something else (an HTTP API, a sleep, a lock)",
+                "handler is blocking on something else (an HTTP API, a sleep, a lock) instead of going "
+                "through vaultplugin.framework.runtime",
                 held,
             )
 
@@ -332,7 +333,7 @@ def current_hub() -> Hub | None:
 
 def run_blocking(fn: Callable[[], _T], deadline: float | None = None) -> _T:
     """`fn()`, which may block on something other than this module's waits: from a call on the hub it runs
-    on a thread while the call is suspended, so a cooperative handler can still make such a call; anywhere
+    on a thread while the call is suspended, so a handler on the hub can still make such a call; anywhere
     else it runs right here. With a `deadline` (time.monotonic) the caller stops waiting then, on the hub or
     not (TimeoutError; `fn` is left to finish on its thread): for work no timeout of its own bounds, such as
     a DNS lookup."""

@@ -11,7 +11,7 @@ Every path exists to make one protocol behaviour observable through Vault's HTTP
 - ``wal``, ``rollbacks``: the WAL entries left, and what the WAL rollback callback undid;
 - ``pid``: the plugin process's id (to kill it from a test);
 - ``identity``: what the host's SystemView EntityInfo and GroupsForEntity say of the requesting entity (or of
-  the ``entity_id`` asked for), called on the hub as an engine's cooperative read would;
+  the ``entity_id`` asked for), called on the hub as an engine's read would;
 - ``errors/...``: one path for each error class (400, 502, 500, and 405 on write);
 - and a Setup that refuses a mount with the option ``fail_setup``.
 
@@ -109,9 +109,7 @@ class E2EBackend(Backend):
                 Path(
                     list_pattern("kv"),
                     operations={
-                        Operation.LIST: OperationSpec(
-                            self._kv_list, summary="List the stored names.", cooperative=True
-                        )
+                        Operation.LIST: OperationSpec(self._kv_list, summary="List the stored names.")
                     },
                     synopsis="List the key-value entries.",
                     description="Lists the names of the entries stored under kv/.",
@@ -126,18 +124,10 @@ class E2EBackend(Backend):
                         "count": Field(FieldType.INT, "A number stored beside the value."),
                     },
                     operations={
-                        Operation.CREATE: OperationSpec(
-                            self._kv_write, summary="Create an entry.", cooperative=True
-                        ),
-                        Operation.UPDATE: OperationSpec(
-                            self._kv_write, summary="Replace an entry.", cooperative=True
-                        ),
-                        Operation.READ: OperationSpec(
-                            self._kv_read, summary="Read an entry.", cooperative=True
-                        ),
-                        Operation.DELETE: OperationSpec(
-                            self._kv_delete, summary="Delete an entry.", cooperative=True
-                        ),
+                        Operation.CREATE: OperationSpec(self._kv_write, summary="Create an entry."),
+                        Operation.UPDATE: OperationSpec(self._kv_write, summary="Replace an entry."),
+                        Operation.READ: OperationSpec(self._kv_read, summary="Read an entry."),
+                        Operation.DELETE: OperationSpec(self._kv_delete, summary="Delete an entry."),
                     },
                     existence_check=self._kv_exists,
                     synopsis="Store, read and delete one key-value entry.",
@@ -147,8 +137,8 @@ class E2EBackend(Backend):
                     "config",
                     fields={"ttl": ttl_field, "max_ttl": max_ttl_field},
                     operations={
-                        Operation.READ: OperationSpec(self._config_read, cooperative=True),
-                        Operation.UPDATE: OperationSpec(self._config_write, cooperative=True),
+                        Operation.READ: OperationSpec(self._config_read),
+                        Operation.UPDATE: OperationSpec(self._config_write),
                     },
                     synopsis="Default TTLs of issued leases.",
                     description="Read by every lease-issuing read (one storage get).",
@@ -165,11 +155,7 @@ class E2EBackend(Backend):
                             query=True,
                         ),
                     },
-                    operations={
-                        Operation.READ: OperationSpec(
-                            self._lease, summary="Issue a leased value.", cooperative=True
-                        )
-                    },
+                    operations={Operation.READ: OperationSpec(self._lease, summary="Issue a leased value.")},
                     synopsis="Issue a renewable leased value.",
                     description="Returns a secret of type 'token' whose internal data revoke records.",
                 ),
@@ -228,9 +214,7 @@ class E2EBackend(Backend):
                         )
                     },
                     operations={
-                        Operation.READ: OperationSpec(
-                            self._identity, summary="Ask the host about an entity.", cooperative=True
-                        )
+                        Operation.READ: OperationSpec(self._identity, summary="Ask the host about an entity.")
                     },
                     synopsis="What the host says of an entity and its groups.",
                     description="The SystemView EntityInfo and GroupsForEntity answers, field by field.",

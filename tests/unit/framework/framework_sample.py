@@ -58,9 +58,7 @@ class Sample:
                     },
                     operations={
                         Operation.READ: self._read_role,
-                        Operation.UPDATE: OperationSpec(
-                            self._write_role, summary="Write a role.", cooperative=True
-                        ),
+                        Operation.UPDATE: OperationSpec(self._write_role, summary="Write a role."),
                         Operation.DELETE: self._delete_role,
                     },
                     existence_check=self._role_exists,

@@ -163,7 +163,7 @@ def test_cancelled_timers_do_not_pile_up(hub: Hub) -> None:
 def test_a_call_that_blocks_the_hub_is_reported(
     hub: Hub, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler marked cooperative that blocks on something else stalls every request: the log says so."""
+    """A handler on the hub that blocks on something else stalls every request: the log says so."""
     monkeypatch.setattr("vaultplugin.transport.hub.SLOW_SEGMENT", 0.05)
     done = threading.Event()
     with caplog.at_level(logging.WARNING, logger="vaultplugin.transport.hub"):
