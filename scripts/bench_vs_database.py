@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hvac
 import psutil
 from bench_engine import (
     ClientResult,
@@ -514,11 +515,16 @@ def build_baseline(ref: str, work: Path) -> tuple[Path, str]:
     return build_onefile(work / "plugins", f"{ENGINE_NAME}-baseline", ENGINE_ENTRY, packages)
 
 
-def configure_llm(bao: BaoServer, mount: str, emu_url: str, admin_key: str) -> None:
+def configure_llm(bao: BaoServer, mount: str, emu_url: str, admin_key: str, *, spend: bool) -> None:
     client = bao.client()
     client.write(f"{mount}/config/bench", provider="openrouter", admin_key=admin_key, base_url=emu_url)
     for role in ("bench", "prefix", "slow"):
         client.write(f"{mount}/roles/{role}", connection="bench", ttl="10m", max_ttl="1h")
+    if not spend:
+        try:
+            client.write(f"{mount}/spend/config", enabled=False)
+        except hvac.exceptions.InvalidPath:
+            log(f"{mount}: this build has no spend per lease")
 
 
 def configure_db(bao: BaoServer, pg: Postgres) -> None:
@@ -615,6 +621,12 @@ def main() -> int:
         "the same rounds: before and after a change in one run",
     )
     parser.add_argument(
+        "--spend",
+        choices=("on", "off"),
+        default="on",
+        help="spend per lease (read before each revoke's delete) as a mount has it by default, or off",
+    )
+    parser.add_argument(
         "--pg-durable",
         action="store_true",
         help="PostgreSQL waits for the WAL flush at each commit (default: off)",
@@ -666,7 +678,7 @@ def main() -> int:
                 bao.enable(plugin_path.name, engine)
                 trees[engine] = process_tree(plugin_process(bao, plugin_path).pid)
                 pids += [p.pid for p in trees[engine]]
-                configure_llm(bao, engine, emu_urls[engine], admin_key)
+                configure_llm(bao, engine, emu_urls[engine], admin_key, spend=args.spend == "on")
             configure_db(bao, pg)
             list(pool.map(warm, [bao.addr] * args.clients))
             meter = Components(trees, psutil.Process(bao.proc.pid), pg)
