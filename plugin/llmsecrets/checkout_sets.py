@@ -14,8 +14,8 @@ Exactly-once check-out. The hold is written BEFORE the key is activated, and tha
 a key is free only while it has no hold. Picking a key and writing its hold happen under a per-set lock
 (`CheckoutSets.locked`) that is never held across a provider call; every other change of a hold (revoke,
 the retrier, the sweep, the rollback, a set write) takes the same lock, re-reads the hold, and acts only if
-it still carries the check-out id it expects. The lock is a thread lock: on the plugin's hub it is taken on
-a pool thread (`run_blocking`), so a call suspended at a storage call never holds the hub. Only the active
+it still carries the check-out id it expects. The lock is the framework's `CallLock`, which a call may hold
+across storage calls: on the plugin's hub a call that waits for it is suspended, not the hub. Only the active
 node checks out (a standby forwards the read), so one process's lock covers every check-out of the mount.
 
 Order of a check-out: WAL entry (`PendingCheckout`, naming the check-out id) -> hold (checked out) ->
@@ -59,11 +59,12 @@ from vaultplugin.framework import (
     put_wal,
 )
 from vaultplugin.framework.fields import NAME_RE
-from vaultplugin.framework.runtime import run_blocking
+from vaultplugin.framework.runtime import CallLock
 
 from llmsecrets import connections, errors
 from llmsecrets.connections import UnusableConnection, check_header_value
 from llmsecrets.deletions import describe
+from llmsecrets.leases import lease_ended
 from llmsecrets.models import (
     HOLDS_PREFIX,
     SETS_PREFIX,
@@ -85,6 +86,7 @@ from llmsecrets.providers.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from llmsecrets.retrier import Retrier
 
 if TYPE_CHECKING:
     from vaultplugin.framework import Storage
@@ -96,8 +98,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SECRET_TYPE = "llm_anthropic_checkout"  # noqa: S105 - a type name, not a password
-# Lease internal data: when the engine last renewed the lease (unix seconds).
-RENEWED_AT = "renewed_at"
 # Used only when the host reports no lease TTLs at all (never in a real Vault).
 FALLBACK_MAX_TTL = 86400
 FALLBACK_TTL = 3600
@@ -107,9 +107,6 @@ RETRY_CAP = 10.0
 JITTER = 0.2
 # One provider call of the retrier or the sweep may take this long, its own retries included.
 ATTEMPT_SECONDS = 10.0
-# With nothing due, the retrier still looks at storage this often.
-IDLE_SECONDS = 60.0
-STOP_WAIT_SECONDS = 2.0
 KEY_ID_RE = NAME_RE
 MAX_KEY_VALUE = 512
 MAX_KEYS = 1000
@@ -717,21 +714,6 @@ class LeaseKey:
         return cls(set_name, connection, key_id, checkout_id)
 
 
-def lease_ended(lease: LeaseInfo, now: float) -> bool:
-    """Has the lease's TTL run out (so this revoke is Vault's expiry, or came after it)? Unknown counts as
-    running: the answer that never reports an active key as revoked."""
-    if lease.ttl <= 0:
-        return False
-    renewed = lease.internal_data.get(RENEWED_AT)
-    if isinstance(renewed, int | float) and not isinstance(renewed, bool):
-        start = float(renewed)
-    elif lease.issue_time is not None:
-        start = lease.issue_time.timestamp()
-    else:
-        return False
-    return now >= start + lease.ttl
-
-
 def renew(b: LLMBackend, storage: Storage, lease: LeaseInfo) -> float:
     """The lease's new TTL (seconds), never past the set's max TTL from the check-out. BadRequest when the key
     is no longer this lease's."""
@@ -796,27 +778,25 @@ class CheckoutSets:
         self._b = b
         self._background = background
         self._guard = threading.Lock()  # guards the fields below; never held across any call
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, CallLock] = {}
         self._in_flight: set[str] = set()
-        self._storage: Storage | None = None
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._retrier = Retrier(
+            "llm-deactivations",
+            self._pass_and_next_due,
+            may_act=b.provider_actions_allowed,
+            failure_pause=RETRY_CAP,
+        )
         self._pass_lock = threading.Lock()
 
     # --- locks
 
     def locked(self, set_name: str, fn: Callable[[], _T]) -> _T:
-        """`fn()` under the set's lock. On the hub it runs on a pool thread (a thread lock must never be
-        held by a call suspended on the hub). Never call a provider inside `fn`."""
+        """`fn()` under the set's lock, which `fn` may hold across calls to Vault (a `CallLock`: on the hub a
+        call that waits for it is suspended, not the hub). Never call a provider inside `fn`."""
         with self._guard:
-            lock = self._locks.setdefault(set_name, threading.Lock())
-
-        def run() -> _T:
-            with lock:
-                return fn()
-
-        return run_blocking(run)
+            lock = self._locks.setdefault(set_name, CallLock())
+        with lock:
+            return fn()
 
     def transition(
         self, storage: Storage, hold: KeyHold, change: Callable[[KeyHold], KeyHold | None]
@@ -852,11 +832,8 @@ class CheckoutSets:
     # --- the retrier's life
 
     def start(self, storage: Storage) -> None:
-        with self._guard:
-            self._storage = storage
         if self._background:
-            self._ensure_thread()
-            self.wake()
+            self._retrier.start(storage)
 
     def tick(self, storage: Storage) -> None:
         """Vault's rollback tick: keep the retrier alive; without a thread run one pass here."""
@@ -865,40 +842,14 @@ class CheckoutSets:
             self.run_pass(storage)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._retrier.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=STOP_WAIT_SECONDS)
+        self._retrier.stop()
 
-    def _ensure_thread(self) -> None:
-        with self._guard:
-            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._loop, name="llm-deactivations", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        timeout = 0.0
-        while True:
-            self._wake.wait(timeout)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            with self._guard:
-                storage = self._storage
-            try:
-                if storage is None or not self._b.provider_actions_allowed(storage):
-                    timeout = IDLE_SECONDS
-                    continue
-                due = self.run_pass(storage)
-                timeout = IDLE_SECONDS if due is None else max(0.05, min(IDLE_SECONDS, due - self._b.clock()))
-            except Exception:
-                log.exception("deactivation retry pass failed")
-                timeout = RETRY_CAP
+    def _pass_and_next_due(self, storage: Storage) -> float | None:
+        due = self.run_pass(storage)
+        return None if due is None else due - self._b.clock()
 
     def run_pass(self, storage: Storage) -> float | None:
         """Try every key awaiting deactivation that is due; return when the next one is due (None: none

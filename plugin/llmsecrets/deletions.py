@@ -54,6 +54,7 @@ from llmsecrets.providers.errors import (
     ProviderUnavailable,
     scrub,
 )
+from llmsecrets.retrier import IDLE_SECONDS, Retrier
 
 if TYPE_CHECKING:
     from vaultplugin.framework import Storage
@@ -78,10 +79,6 @@ FAILING_WINDOW = 30.0
 EXPIRY_MARGIN = 60.0
 # Tombstones outlive OpenBao's daily retry of irrevocable leases.
 TOMBSTONE_SECONDS = 25 * 3600.0
-# With nothing due, the thread still looks at the queue this often.
-IDLE_SECONDS = 60.0
-# How long Cleanup waits for the thread (an unmount should not wait for a provider call).
-STOP_WAIT_SECONDS = 2.0
 
 
 class Outcome(Enum):
@@ -140,23 +137,22 @@ class DeletionQueue:
         self._stored: set[str] = set()
         self._loaded = False
         self._connections: dict[str, _ConnectionState] = {}
-        self._storage: Storage | None = None
-        self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._retrier = Retrier(
+            "llm-deletions",
+            self._pass_and_next_due,
+            may_act=b.provider_actions_allowed,
+            failure_pause=RETRY_CAP,
+        )
         self._pass_lock = threading.Lock()
 
     # --- life cycle ----------------------------------------------------------------------------------------
 
     def start(self, storage: Storage) -> None:
         """Load the queue and make sure the retrier runs (Vault's Initialize, and every rollback tick)."""
-        with self._lock:
-            self._storage = storage
         self.reload(storage)
         if self._background:
-            self._ensure_thread()
-            self.wake()
+            self._retrier.start(storage)
 
     def tick(self, storage: Storage) -> None:
         """Vault's rollback tick: reload, and without a background thread run one pass here."""
@@ -165,44 +161,18 @@ class DeletionQueue:
             self.run_pass(storage)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._retrier.wake()
 
     def stop(self) -> None:
-        """Stop the thread (Vault's Cleanup: unmount, reload, seal). Pending entries stay in storage."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=STOP_WAIT_SECONDS)  # a daemon: if stuck in a provider call, it dies with us
+        """Stop the retrier (Vault's Cleanup: unmount, reload, seal). Pending entries stay in storage."""
+        self._retrier.stop()
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._loop, name="llm-deletions", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        timeout = 0.0
-        while True:
-            self._wake.wait(timeout)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            with self._lock:
-                storage = self._storage
-            try:
-                if storage is None or not self._b.provider_actions_allowed(storage):
-                    timeout = IDLE_SECONDS  # not the active node (or cannot tell): due entries must not spin
-                    continue
-                self.run_pass(storage)
-                timeout = self._seconds_to_next_due()
-            except Exception:
-                log.exception("deletion retry pass failed")
-                timeout = RETRY_CAP
+    def _pass_and_next_due(self, storage: Storage) -> float:
+        self.run_pass(storage)
+        return self._seconds_to_next_due()
 
     def _seconds_to_next_due(self) -> float:
         now = self._b.clock()
@@ -213,7 +183,7 @@ class DeletionQueue:
             ]
         if not due:
             return IDLE_SECONDS
-        return min(IDLE_SECONDS, max(0.05, min(due) - now))
+        return min(due) - now
 
     # --- the queue in storage ------------------------------------------------------------------------------
 
@@ -271,7 +241,6 @@ class DeletionQueue:
         )
         put_json(storage, key, record.to_storage())
         with self._lock:
-            self._storage = storage
             self._stored.add(key)
             entry = self._entries.get(key)
             next_try = now + FIRST_RETRY if entry is None else min(entry.next_try, now + FIRST_RETRY)
@@ -286,8 +255,7 @@ class DeletionQueue:
                 error or "-",
             )
         if self._background:
-            self._ensure_thread()
-            self.wake()
+            self._retrier.start(storage)
         return record
 
     def record_deleted(self, storage: Storage, record: PendingDeletion) -> None:

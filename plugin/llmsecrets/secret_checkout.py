@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from vaultplugin.framework import Field, FieldData, FieldType, Request, Response, SecretType, VaultError
 
 from llmsecrets import checkout_sets
-from llmsecrets.checkout_sets import RENEWED_AT, SECRET_TYPE
+from llmsecrets.checkout_sets import SECRET_TYPE
+from llmsecrets.leases import RENEWED_AT
 
 if TYPE_CHECKING:
     from llmsecrets.backend import LLMBackend
