@@ -140,6 +140,13 @@ def _rotate(b: LLMBackend, storage: Storage, name: str, mount: str) -> Rotated:
     if conn is None:
         raise RotationError(f"no connection {name!r}: write config/{name} first")
     client = _rotator(b, conn, mount)
+    sharing = _sharing_the_admin_key(b, storage, conn)
+    if sharing:
+        others = ", ".join(repr(n) for n in sharing)
+        raise RotationError(
+            f"connection {name!r} shares its admin key with {others}: a rotation deletes the old key, which "
+            "would stop those connections. Give each connection an admin key of its own first"
+        )
     if conn.previous_admin_key_id is not None:
         if not due(b, conn) or not finish_previous(b, storage, conn):
             raise RotationError(
@@ -211,6 +218,12 @@ def _rotate(b: LLMBackend, storage: Storage, name: str, mount: str) -> Rotated:
     )
     _retire_later(b, storage, conn.name, old_id)
     return Rotated(conn.name, issued.key_id, old_id, now + conn.rotation_overlap)
+
+
+def _sharing_the_admin_key(b: LLMBackend, storage: Storage, conn: ConnectionConfig) -> list[str]:
+    """The mount's other connections that hold the same admin key (a rotation would delete it under them)."""
+    others = (b.connection(storage, n) for n in connections.names(storage) if n != conn.name)
+    return [o.name for o in others if o is not None and o.admin_key == conn.admin_key]
 
 
 def _discard(

@@ -241,6 +241,15 @@ def test_rotation_period_rotates_on_the_tick(env: Env) -> None:
     assert conn(env).admin_key_rotated_at == env.clock.now
 
 
+def test_an_admin_key_shared_with_another_connection_is_not_rotated(env: Env) -> None:
+    """Rotating deletes the old key: a second connection holding the same key would stop working."""
+    env.connect("openai", name="openai-too")
+    with pytest.raises(BadRequest, match=r"shares its admin key with 'openai-too'"):
+        rotate(env)
+    assert conn(env).admin_key == OLD and len(emu(env).live_admin_keys()) == 1
+    assert list_wal(env.storage) == []
+
+
 def test_providers_that_cannot_rotate_answer_400_saying_how(env: Env) -> None:
     env.connect("openrouter")
     with pytest.raises(BadRequest) as refused:
