@@ -1,8 +1,10 @@
 """See scripts/bench-ha. Figures are printed as JSON lines: {"figure", "value", "unit", ...}.
 
 A 3-node Raft cluster from vault-config/ha/ (devkit.cluster) with the one-file plugin, the engine at llm/
-wired to an in-process LiteLLM emulator (no added latency). Load comes from separate client processes
-(httpx with keep-alive), each reading creds in a loop through one node.
+wired to an in-process LiteLLM emulator (no added latency), and beside it OpenBao's database engine at db/
+on a local PostgreSQL 15 (as in scripts/bench-vs-database), measured in alternating phases of the same run.
+Load comes from separate client processes (httpx with keep-alive), each reading creds in a loop through
+one node.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
+import hvac
+from bench_vs_database import Missing, Postgres, configure_db, postgres_binaries
 from devkit.build import build_engine
 from devkit.cluster import BaoCluster, BaoNode
 from devkit.ha_drill import MOUNT, Api, Burst, Provider, mount_engine, wait_for_mount
@@ -38,15 +42,18 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
-def read_worker(args: tuple[str, str, float]) -> tuple[int, int, str]:
-    """Read creds through `addr` for `seconds`: (keys issued, errors, first error)."""
-    addr, token, seconds = args
+Work = tuple[str, str, float, str]  # node address, token, seconds, creds path
+
+
+def read_worker(args: Work) -> tuple[int, int, str]:
+    """Read creds at `path` through `addr` for `seconds`: (credentials issued, errors, first error)."""
+    addr, token, seconds, path = args
     issued = errors = 0
     first_error = ""
     with httpx.Client(base_url=f"{addr}/v1/", headers={"X-Vault-Token": token}, timeout=60) as client:
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
-            resp = client.get(f"{MOUNT}/creds/{ROLE}")
+            resp = client.get(path)
             if resp.status_code == 200:
                 issued += 1
                 continue
@@ -55,9 +62,9 @@ def read_worker(args: tuple[str, str, float]) -> tuple[int, int, str]:
     return issued, errors, first_error
 
 
-def kv_worker(args: tuple[str, str, float]) -> tuple[int, int, str]:
+def kv_worker(args: Work) -> tuple[int, int, str]:
     """Write kv-v1 entries through `addr` for `seconds`: one Raft commit each."""
-    addr, token, seconds = args
+    addr, token, seconds, _ = args
     done = errors = 0
     first_error = ""
     prefix = secrets.token_hex(4)
@@ -79,9 +86,10 @@ def throughput(
     token: str,
     clients: int,
     seconds: float,
-    worker: Callable[[tuple[str, str, float]], tuple[int, int, str]] = read_worker,
+    path: str = f"{MOUNT}/creds/{ROLE}",
+    worker: Callable[[Work], tuple[int, int, str]] = read_worker,
 ) -> float:
-    results = list(pool.map(worker, [(node.addr, token, seconds)] * clients))
+    results = list(pool.map(worker, [(node.addr, token, seconds, path)] * clients))
     issued = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
     if errors:
@@ -124,7 +132,20 @@ def main() -> int:
         "--workdir", type=Path, help="keep the nodes' data and logs here (default: a temp dir)"
     )
     parser.add_argument("--failovers", type=int, default=3, help="how many times to kill the active node")
+    parser.add_argument(
+        "--database",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure OpenBao's database engine (PostgreSQL 15, from Debian if missing) beside ours",
+    )
     args = parser.parse_args()
+    pg: Postgres | None = None
+    if args.database:
+        try:
+            pg = Postgres(postgres_binaries(None, may_install=True))
+        except Missing as exc:
+            print(f"{exc}; run with --no-database to measure our engine alone", file=sys.stderr)
+            return 2
 
     with contextlib.ExitStack() as stack:
         if args.workdir is None:
@@ -135,6 +156,9 @@ def main() -> int:
         path, _ = build_engine(work / "plugins")
         provider = Provider().start()
         cluster = BaoCluster(work / "cluster", plugin_from_file(path))
+        if pg is not None:
+            pg.start()
+            stack.callback(pg.stop)
         try:
             started = time.monotonic()
             cluster.start()
@@ -142,6 +166,8 @@ def main() -> int:
             with Api(cluster.active().addr, cluster.root_token) as api:
                 mount_engine(api, provider, {ROLE: {"ttl": "1h"}})
                 api.ok("POST", "sys/mounts/kv", json={"type": "kv", "options": {"version": "1"}})
+            if pg is not None:
+                configure_db(hvac.Client(url=cluster.active().addr, token=cluster.root_token), pg)
             for node in cluster.nodes:
                 with Api(node.addr, cluster.root_token) as api:
                     wait_for_mount(api, ROLE)
@@ -149,30 +175,35 @@ def main() -> int:
                 throughput(pool, cluster.active(), cluster.root_token, args.clients, 2.0)  # warm up
                 active, standby = cluster.active(), cluster.standbys()[0]
                 # Alternated, so that load from elsewhere on the machine weighs on each about the same.
+                phases: list[tuple[str, BaoNode, str]] = [
+                    ("creds_per_second_via_active", active, f"{MOUNT}/creds/{ROLE}"),
+                    ("creds_per_second_via_standby", standby, f"{MOUNT}/creds/{ROLE}"),
+                ]
+                if pg is not None:
+                    phases += [
+                        ("database_creds_per_second_via_active", active, "db/creds/bench"),
+                        ("database_creds_per_second_via_standby", standby, "db/creds/bench"),
+                    ]
+                    throughput(pool, active, cluster.root_token, args.clients, 2.0, "db/creds/bench")
                 for run in range(1, args.rounds + 1):
-                    emit(
-                        "creds_per_second_via_active",
-                        throughput(pool, active, cluster.root_token, args.clients, args.seconds),
-                        "1/s",
-                        clients=args.clients,
-                        run=run,
-                    )
-                    emit(
-                        "creds_per_second_via_standby",
-                        throughput(pool, standby, cluster.root_token, args.clients, args.seconds),
-                        "1/s",
-                        clients=args.clients,
-                        run=run,
-                        note="a standby forwards each creds read to the active node",
-                    )
+                    for figure, node, creds in phases:
+                        emit(
+                            figure,
+                            throughput(pool, node, cluster.root_token, args.clients, args.seconds, creds),
+                            "1/s",
+                            clients=args.clients,
+                            run=run,
+                        )
                     emit(
                         "kv_writes_per_second_via_active",
-                        throughput(pool, active, cluster.root_token, args.clients, args.seconds, kv_worker),
+                        throughput(
+                            pool, active, cluster.root_token, args.clients, args.seconds, worker=kv_worker
+                        ),
                         "1/s",
                         clients=args.clients,
                         run=run,
-                        note="one Raft commit each: the cluster's commit rate in this run (a creds read "
-                        "makes four in a row: WAL entry, key index entry, WAL entry deleted, the lease)",
+                        note="one Raft commit each: the cluster's commit rate in this run (before its reply "
+                        "a creds read of ours commits its WAL entry, then Vault the lease; two more follow)",
                     )
             firsts = [failover(cluster, args.clients) for _ in range(args.failovers)]
             for i, first in enumerate(firsts, start=1):

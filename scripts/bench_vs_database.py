@@ -527,8 +527,8 @@ def configure_llm(bao: BaoServer, mount: str, emu_url: str, admin_key: str, *, s
             log(f"{mount}: this build has no spend per lease")
 
 
-def configure_db(bao: BaoServer, pg: Postgres) -> None:
-    client = bao.client()
+def configure_db(client: hvac.Client, pg: Postgres) -> None:
+    """OpenBao's database engine at db/, on `pg`, with the roles bench and prefix."""
     client.sys.enable_secrets_engine(backend_type="database", path="db")
     client.write(
         "db/config/pg",
@@ -679,7 +679,7 @@ def main() -> int:
                 trees[engine] = process_tree(plugin_process(bao, plugin_path).pid)
                 pids += [p.pid for p in trees[engine]]
                 configure_llm(bao, engine, emu_urls[engine], admin_key, spend=args.spend == "on")
-            configure_db(bao, pg)
+            configure_db(bao.client(), pg)
             list(pool.map(warm, [bao.addr] * args.clients))
             meter = Components(trees, psutil.Process(bao.proc.pid), pg)
             bench = Bench(args, bao.addr, pool, meter, emus, pg)

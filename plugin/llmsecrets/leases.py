@@ -6,7 +6,7 @@ Revoke contract (Vault retries a failed revoke 5 times, ~10 minutes in all, then
 irrevocable; AT ONCE for bad request / unsupported path / invalid request / unrecoverable):
 - deletes the key at the provider; "already gone" (404) is success;
 - works on a key created a millisecond ago (it needs only the lease's internal data and the connection);
-- removes the key from the index after the provider delete;
+- removes the key from the index after the provider delete (after the reply: see `revoke`);
 - when the delete fails, the key goes into the deletion queue (deletions.py) BEFORE the answer, and the
   engine retries it every few seconds until it is gone. Then:
   * a lease whose TTL has run out (Vault's expiry, or a revoke that came after it) is answered "revoked":
@@ -138,7 +138,9 @@ def revoke(b: LLMBackend, req: Request) -> None:
         b.metrics.failed(ref.provider, ref.role, "revoke")
         raise _still_live(exc, ref, req.mount_point) from None
     b.deletions.note_success(ref.connection)
-    storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
+    # The key is gone: its index entry can wait for the reply (a process killed first leaves an entry the
+    # sweep clears after the lease max, its delete answered "already gone").
+    defer(lambda: storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id)))
     if queued is not None:
         b.deletions.discard(storage, ref.connection, ref.key_id)
     log.info(

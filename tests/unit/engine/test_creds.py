@@ -20,6 +20,7 @@ from vaultplugin.framework import (
     VaultError,
     list_wal,
 )
+from vaultplugin.transport import after_reply
 
 
 def test_issue_for_every_provider(env: Env, provider: str) -> None:
@@ -143,10 +144,51 @@ def test_minimal_storage_calls_per_read(env: Env) -> None:
             return real.list(prefix)
 
     env.system.calls = 0
-    env.backend.handle_request(Request(operation=Operation.READ, path=f"creds/{role}", storage=Counting()))
+    with after_reply.collecting() as deferred:  # as the gRPC server runs a call
+        env.backend.handle_request(
+            Request(operation=Operation.READ, path=f"creds/{role}", storage=Counting())
+        )
+    # Only the WAL entry is written before the reply: in an HA cluster every write is a Raft commit.
+    assert [(op, key.split("/")[0]) for op, key in calls] == [("put", "wal")]
+    after_reply.run(deferred)
     ops = [(op, key.split("/")[0]) for op, key in calls]
     assert ops == [("put", "wal"), ("put", "keys"), ("delete", "wal")]
     assert env.system.calls == 0  # the role sets both TTLs: no need to ask Vault for the mount's
+
+
+def test_a_failed_index_write_after_the_reply_leaves_the_key_to_the_wal_rollback(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    role = env.setup_provider("openrouter")
+    real = env.storage
+
+    class IndexFails(InMemoryStorage):
+        def get(self, key: str) -> bytes | None:
+            return real.get(key)
+
+        def put(self, key: str, value: bytes) -> None:
+            if key.startswith("keys/"):
+                raise VaultError("storage unavailable")
+            real.put(key, value)
+
+        def delete(self, key: str) -> None:
+            real.delete(key)
+
+        def list(self, prefix: str) -> list[str]:
+            return real.list(prefix)
+
+    with after_reply.collecting() as deferred:
+        resp = env.backend.handle_request(
+            Request(operation=Operation.READ, path=f"creds/{role}", storage=IndexFails())
+        )
+    assert resp is not None and resp.data["api_key"]  # the reply went out before the index write
+    after_reply.run(deferred)
+    assert "the WAL rollback will delete it" in caplog.text
+    assert len(list_wal(env.storage)) == 1 and len(env.live("openrouter")) == 1
+    env.clock.advance(601)
+    env.rollback()
+    assert env.live("openrouter") == []
+    assert list_wal(env.storage) == []
 
 
 def test_a_role_without_ttls_takes_the_mounts(env: Env) -> None:
@@ -218,33 +260,19 @@ def test_rollback_keeps_wal_while_the_provider_fails(env: Env) -> None:
     assert env.live("openrouter") == []
 
 
-def test_index_write_failure_deletes_the_new_key(env: Env) -> None:
-    role = env.setup_provider("openrouter")
-    real = env.storage
-
-    class FailingIndex(InMemoryStorage):
-        def get(self, key: str) -> bytes | None:
-            return real.get(key)
-
-        def put(self, key: str, value: bytes) -> None:
-            if key.startswith("keys/"):
-                raise OSError("storage is down")
-            real.put(key, value)
-
-        def delete(self, key: str) -> None:
-            real.delete(key)
-
-        def list(self, prefix: str) -> list[str]:
-            return real.list(prefix)
-
-    with pytest.raises(OSError):
-        env.backend.handle_request(
-            Request(operation=Operation.READ, path=f"creds/{role}", storage=FailingIndex())
-        )
-    assert env.live("openrouter") == []
-
-
 # --- revoke ------------------------------------------------------------------------------------------------
+
+
+def test_a_revoke_deletes_the_key_before_its_reply_and_the_index_entry_after(env: Env) -> None:
+    role = env.setup_provider("openrouter")
+    resp = env.creds(role)
+    index_key = IssuedKeyRecord.storage_key("openrouter", resp.data["key_id"])
+    with after_reply.collecting() as deferred:  # as the gRPC server runs a call
+        assert env.revoke(resp) is None
+    assert env.live("openrouter") == []
+    assert env.storage.get(index_key) is not None
+    after_reply.run(deferred)
+    assert env.storage.get(index_key) is None
 
 
 def test_revoke_deletes_at_the_provider_and_twice_is_fine(env: Env, provider: str) -> None:
