@@ -202,8 +202,9 @@ def main() -> int:
                         "1/s",
                         clients=args.clients,
                         run=run,
-                        note="one Raft commit each: the cluster's commit rate in this run (before its reply "
-                        "a creds read of ours commits its WAL entry, then Vault the lease; two more follow)",
+                        note="one Raft commit each: the cluster's commit rate in this run (a creds read of "
+                        "ours commits its WAL entry and the key's index entry before its reply, then OpenBao "
+                        "the lease; the WAL entry's deletion follows the reply)",
                     )
             firsts = [failover(cluster, args.clients) for _ in range(args.failovers)]
             for i, first in enumerate(firsts, start=1):

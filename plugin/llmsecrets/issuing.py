@@ -3,18 +3,16 @@
 The order of work is what makes an interrupted read safe:
 1. WAL entry naming the key-to-be (connection, provider, scope, name, role, time);
 2. the provider create;
-3. the response (lease internal data: what revoke needs, never the key);
-4. after the reply has been sent: the index entry `keys/<connection>/<key id>` (ids and names, never the
-   key), then the WAL entry is deleted.
+3. the index entry `keys/<connection>/<key id>` (ids and names, never the key);
+4. the response (lease internal data: what revoke needs, never the key); after the reply has been sent,
+   the WAL entry is deleted.
 A create whose outcome is unknown leaves its WAL entry: the rollback finds the key by its exact name and
-deletes it. So does a process that dies before step 4 is done: at every moment the WAL entry or the index
-entry names the key, which is what the sweep's orphan check relies on.
+deletes it, unless the index holds it (rollback.py): an indexed key got as far as the reply, so a lease may
+own it; if none does, the sweep deletes it after the lease max.
 
-Storage calls per read: WAL put, index put, WAL delete (records and clients are cached); only the first
-is on the read's path. In an HA cluster each is a Raft commit (~7 ms on loopback here) and Vault adds two
-for the lease, so step 4 after the reply takes a read from five commits in a row to three. What it
-costs: a process killed between the reply and step 4 (a few ms) leaves a WAL entry whose key may have a
-lease; the rollback deletes that key after 10 minutes, before its lease ends. Keys end early, never late.
+Storage calls per read: WAL put, index put, WAL delete (records and clients are cached). In an HA cluster
+each is a Raft commit (~7 ms on loopback here) and OpenBao writes the lease after the reply; deleting the WAL
+entry after the reply takes one commit off the read's path.
 
 Where it runs: on the plugin's hub, as every handler does: its storage calls and the provider's create
 suspend it without holding a thread (the provider HTTP client waits through the hub: providers/http11.py;
@@ -47,8 +45,6 @@ from llmsecrets.providers.errors import CreateOutcomeUnknown, ProviderError
 from llmsecrets.roles import InvalidRole
 
 if TYPE_CHECKING:
-    from vaultplugin.framework import Storage
-
     from llmsecrets.backend import LLMBackend
 
 log = logging.getLogger(__name__)
@@ -156,8 +152,15 @@ def issue(b: LLMBackend, req: Request, role_name: str) -> Issued:
         lease_expires_at=now + max_ttl,
         provider_expires_at=issued.expires_at.timestamp() if spec.expires_at and issued.expires_at else None,
     )
+    try:
+        put_json(storage, record.key, record.to_storage())
+    except Exception:
+        # No lease will own the key: delete it now. If that fails too, the WAL entry covers it.
+        b.metrics.failed(conn.provider, role.name, "issue")
+        _discard(b, client, issued)
+        raise
     result = Issued(_data(issued, ref, spec), ref.to_internal(), ttl, max_ttl)
-    defer(lambda: _settle_after_reply(storage, record, wal_id))
+    defer(lambda: delete_wal(storage, wal_id))
     log.info(
         "issued key: connection=%s role=%s key_id=%s name=%s ttl=%d max_ttl=%d",
         conn.name,
@@ -221,17 +224,10 @@ def _data(issued: IssuedKey, ref: LeaseRef, spec: KeySpec) -> dict[str, Any]:
     return data
 
 
-def _settle_after_reply(storage: Storage, record: IssuedKeyRecord, wal_id: str) -> None:
-    """Step 4: index the key, then drop the WAL entry. On a storage failure the WAL entry stays and the
-    rollback deletes the key (its lease, if Vault stored one, then finds it gone)."""
+def _discard(b: LLMBackend, client: ProviderClient, issued: IssuedKey) -> None:
     try:
-        put_json(storage, record.key, record.to_storage())
-    except Exception as exc:
-        log.warning(
-            "could not index key %s after issuing it (%s); the WAL rollback will delete it within about "
-            "10 minutes",
-            record.key_id,
-            type(exc).__name__,
+        client.delete_key(issued.key_id, scope=issued.scope, deadline=b.deadline())
+    except Exception:
+        log.exception(
+            "could not delete key %s after a storage failure; WAL rollback will retry", issued.key_id
         )
-        return
-    delete_wal(storage, wal_id)

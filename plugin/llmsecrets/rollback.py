@@ -4,8 +4,10 @@ rotation, `WalKind.ROTATE_ADMIN_KEY`, is settled by `rotation.settle`).
 A `PendingCreate` WAL entry outlives its creds read only when the create's outcome is unknown (the
 provider may have made the key, but its secret never reached us) or the process died mid-read. The
 framework hands entries older than its minimum age (10 minutes) to `rollback`, which looks the key up
-at the provider by its exact, unique name and deletes every match (and its index entry, if any).
-A provider failure raises, so the framework keeps the entry for the next rollback run.
+at the provider by its exact, unique name and deletes every match the index does not hold. An indexed key
+got as far as the reply (issuing.py indexes a key just before it and deletes the WAL entry just after), so
+a lease may own it: it is left to its lease's revoke, or to the sweep after the lease max when no lease
+came to own it. A provider failure raises, so the framework keeps the entry for the next rollback run.
 
 Only the active node rolls back: on an HA standby `LLMBackend.handle_request` answers the whole rollback
 operation (periodic work and WAL rollback) with nothing, through `provider_actions_allowed`. A standby's
@@ -72,16 +74,20 @@ def settle(b: LLMBackend, storage: Storage, pending: PendingCreate) -> list[str]
         raise RollbackError(f"{exc}; cannot look for key {pending.key_name!r}") from None
     found = client.find_keys(pending.key_name, scope=pending.scope or None, deadline=b.deadline())
     deleted: list[str] = []
+    kept = 0
     for key in found:
         if key.name != pending.key_name:
             continue  # a longer name that merely starts with this one
+        if storage.get(IssuedKeyRecord.storage_key(pending.connection, key.key_id)) is not None:
+            kept += 1
+            continue
         client.delete_key(key.key_id, scope=key.scope or pending.scope, deadline=b.deadline())
-        storage.delete(IssuedKeyRecord.storage_key(pending.connection, key.key_id))
         deleted.append(key.key_id)
     log.info(
-        "rolled back an interrupted create: connection=%s name=%s deleted=%d",
+        "rolled back an interrupted create: connection=%s name=%s deleted=%d kept_indexed=%d",
         pending.connection,
         pending.key_name,
         len(deleted),
+        kept,
     )
     return deleted

@@ -148,56 +148,12 @@ def test_minimal_storage_calls_per_read(env: Env) -> None:
         env.backend.handle_request(
             Request(operation=Operation.READ, path=f"creds/{role}", storage=Counting())
         )
-    # Only the WAL entry is written before the reply: in an HA cluster every write is a Raft commit.
-    assert [(op, key.split("/")[0]) for op, key in calls] == [("put", "wal")]
+    # The WAL entry's deletion waits for the reply: in an HA cluster every write is a Raft commit.
+    assert [(op, key.split("/")[0]) for op, key in calls] == [("put", "wal"), ("put", "keys")]
     after_reply.run(deferred)
     ops = [(op, key.split("/")[0]) for op, key in calls]
     assert ops == [("put", "wal"), ("put", "keys"), ("delete", "wal")]
     assert env.system.calls == 0  # the role sets both TTLs: no need to ask Vault for the mount's
-
-
-def test_a_failed_index_write_after_the_reply_leaves_the_key_to_the_wal_rollback(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    role = env.setup_provider("openrouter")
-    real = env.storage
-
-    class IndexFails(InMemoryStorage):
-        def get(self, key: str) -> bytes | None:
-            return real.get(key)
-
-        def put(self, key: str, value: bytes) -> None:
-            if key.startswith("keys/"):
-                raise VaultError("storage unavailable")
-            real.put(key, value)
-
-        def delete(self, key: str) -> None:
-            real.delete(key)
-
-        def list(self, prefix: str) -> list[str]:
-            return real.list(prefix)
-
-    with after_reply.collecting() as deferred:
-        resp = env.backend.handle_request(
-            Request(operation=Operation.READ, path=f"creds/{role}", storage=IndexFails())
-        )
-    assert resp is not None and resp.data["api_key"]  # the reply went out before the index write
-    after_reply.run(deferred)
-    assert "the WAL rollback will delete it" in caplog.text
-    assert len(list_wal(env.storage)) == 1 and len(env.live("openrouter")) == 1
-    env.clock.advance(601)
-    env.rollback()
-    assert env.live("openrouter") == []
-    assert list_wal(env.storage) == []
-
-
-def test_a_role_without_ttls_takes_the_mounts(env: Env) -> None:
-    env.connect("openrouter")
-    env.role("openrouter", ttl="0", max_ttl="0")
-    env.system.default_ttl, env.system.max_ttl = 600, 1800
-    resp = env.creds("openrouter-role")
-    assert resp.secret is not None
-    assert (resp.secret.ttl, resp.secret.max_ttl) == (600, 1800)
 
 
 # --- create failures and the WAL ---------------------------------------------------------------------------
@@ -257,6 +213,46 @@ def test_rollback_keeps_wal_while_the_provider_fails(env: Env) -> None:
     env.emus["openrouter"].faults.clear()
     env.rollback()
     assert list_wal(env.storage) == []
+    assert env.live("openrouter") == []
+
+
+def test_index_write_failure_deletes_the_new_key(env: Env) -> None:
+    role = env.setup_provider("openrouter")
+    real = env.storage
+
+    class FailingIndex(InMemoryStorage):
+        def get(self, key: str) -> bytes | None:
+            return real.get(key)
+
+        def put(self, key: str, value: bytes) -> None:
+            if key.startswith("keys/"):
+                raise OSError("storage is down")
+            real.put(key, value)
+
+        def delete(self, key: str) -> None:
+            real.delete(key)
+
+        def list(self, prefix: str) -> list[str]:
+            return real.list(prefix)
+
+    with pytest.raises(OSError):
+        env.backend.handle_request(
+            Request(operation=Operation.READ, path=f"creds/{role}", storage=FailingIndex())
+        )
+    assert env.live("openrouter") == []
+
+
+def test_rollback_leaves_an_indexed_key_to_its_lease(env: Env) -> None:
+    # The process died after the reply, before the WAL entry's deletion: a lease may own the key.
+    role = env.setup_provider("openrouter")
+    with after_reply.collecting():  # the deferred WAL delete never runs
+        resp = env.creds(role)
+    assert len(list_wal(env.storage)) == 1
+    env.clock.advance(601)
+    env.rollback()
+    assert list_wal(env.storage) == []
+    assert env.live_ids("openrouter") == {resp.data["key_id"]}
+    assert env.revoke(resp) is None
     assert env.live("openrouter") == []
 
 
