@@ -156,6 +156,15 @@ def test_minimal_storage_calls_per_read(env: Env) -> None:
     assert env.system.calls == 0  # the role sets both TTLs: no need to ask Vault for the mount's
 
 
+def test_a_role_without_ttls_takes_the_mounts(env: Env) -> None:
+    env.connect("openrouter")
+    env.role("openrouter", ttl="0", max_ttl="0")
+    env.system.default_ttl, env.system.max_ttl = 600, 1800
+    resp = env.creds("openrouter-role")
+    assert resp.secret is not None
+    assert (resp.secret.ttl, resp.secret.max_ttl) == (600, 1800)
+
+
 # --- create failures and the WAL ---------------------------------------------------------------------------
 
 
