@@ -82,7 +82,7 @@ def renew(b: LLMBackend, req: Request) -> Response:
             "read creds again"
         )
     now = b.clock()
-    remaining = record.lease_expires_at - now
+    remaining = _lease_end(lease, record) - now
     if remaining <= 0:
         raise BadRequest("the lease has reached its max TTL; read creds again for a new key")
     new_ttl = min(float(lease.increment or record.ttl), remaining)
@@ -158,6 +158,15 @@ def revoke(b: LLMBackend, req: Request) -> None:
 def _clear_tombstone(b: LLMBackend, storage: Storage, ref: LeaseRef) -> None:
     storage.delete(IssuedKeyRecord.storage_key(ref.connection, ref.key_id))
     b.deletions.discard(storage, ref.connection, ref.key_id)
+
+
+def _lease_end(lease: LeaseInfo, record: IssuedKeyRecord) -> float:
+    """The latest a lease can last: Vault's issue time + max TTL, as Vault caps it. The index record's own
+    estimate starts when the creds read began, up to a create's duration earlier: capping a renewal there
+    could end the lease before an earlier renewal had."""
+    if lease.issue_time is not None and lease.max_ttl > 0:
+        return lease.issue_time.timestamp() + lease.max_ttl
+    return record.lease_expires_at
 
 
 def lease_ended(lease: LeaseInfo, now: float) -> bool:

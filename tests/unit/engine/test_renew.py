@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from engine_env import Env
-from vaultplugin.framework import BadRequest, UpstreamError
+from vaultplugin.framework import BadRequest, Operation, Request, UpstreamError
 
 
 def test_renew_extends_litellm_expiry(env: Env) -> None:
@@ -34,6 +36,21 @@ def test_renew_caps_at_max_ttl(env: Env) -> None:
     key = env.emus["litellm"].find_key(resp.data["key_id"])
     assert key is not None and key.expires_at is not None
     assert key.expires_at <= now + 3600 + 300 + 2
+
+
+def test_renew_caps_at_vaults_lease_end_so_no_renewal_ends_it_earlier(env: Env) -> None:
+    # Vault's issue time comes after the creds read began (by the create's duration): a renewal near the max
+    # must cap where Vault does, or it would end the lease before the renewal before it had.
+    role = env.setup_provider("openrouter")
+    resp = env.creds(role)
+    issued_by_vault = env.clock() + 0.7
+    env.clock.advance(3500)
+    lease = env.lease(resp)
+    lease.issue_time = datetime.fromtimestamp(issued_by_vault, UTC)
+    req = Request(operation=Operation.RENEW, path="creds/x", storage=env.storage, secret=lease)
+    out = env.backend.handle_request(req)
+    assert out is not None and out.secret is not None
+    assert out.secret.ttl == pytest.approx(issued_by_vault + 3600 - env.clock(), abs=0.01)
 
 
 def test_renew_ttl_shrinks_as_the_lease_ages(env: Env) -> None:
