@@ -187,12 +187,15 @@ def main() -> int:
                     throughput(pool, active, cluster.root_token, args.clients, 2.0, "db/creds/bench")
                 for run in range(1, args.rounds + 1):
                     for figure, node, creds in phases:
+                        rate = throughput(pool, node, cluster.root_token, args.clients, args.seconds, creds)
+                        note = {"note": "a standby forwards each creds read to the active node"}
                         emit(
                             figure,
-                            throughput(pool, node, cluster.root_token, args.clients, args.seconds, creds),
+                            rate,
                             "1/s",
                             clients=args.clients,
                             run=run,
+                            **(note if node is standby else {}),
                         )
                     emit(
                         "kv_writes_per_second_via_active",
